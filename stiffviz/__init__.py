@@ -1,0 +1,12 @@
+"""stiffviz: a stiffness microscope for diffusion sampling.
+
+Public API: ``load_model``, ``list_models``, ``sample``, ``Trace`` (see DESIGN.md).
+"""
+
+from .config import SampleConfig
+from .errors import ParameterError
+from .models import list_models, load_model
+from .sampler import integrate, sample
+from .trace import Trace
+
+__all__ = ["ParameterError", "SampleConfig", "Trace", "integrate", "list_models", "load_model", "sample"]

@@ -1,0 +1,78 @@
+"""Validated settings of one sampling run, shared by the Python API, the CLI and the UI."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+
+from .errors import ParameterError, check_finite
+from .schedules import SCHEDULES
+from .solvers import SOLVERS
+
+MAX_STEPS = 1000
+MAX_BATCH = 65536
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    """Everything that determines a run; ``validate`` names the offending parameter and its limit.
+
+    ``erk_guid`` is ERK-Guid's w_stiff (None: off), ``erk_con`` its w_con. ``cls`` is the class
+    (index or name) for conditional models, None for unconditional sampling.
+    """
+
+    model: str = "tree"
+    solver: str = "heun"
+    steps: int = 32
+    batch: int = 1024
+    seed: int = 0
+    schedule: str = "karras"
+    sigma_min: float = 0.002
+    sigma_max: float = 80.0
+    rho: float = 7.0
+    cls: int | str | None = None
+    cfg: float = 1.0
+    autoguidance: float = 1.0
+    erk_guid: float | None = None
+    erk_con: float = 0.5
+    dtype: str = "float32"
+    device: str | None = None
+    diagnostics: bool = True
+
+    def validate(self) -> "SampleConfig":
+        if self.solver not in SOLVERS:
+            raise ParameterError("solver", f"must be one of {', '.join(SOLVERS)}, got {self.solver!r}")
+        if self.schedule not in SCHEDULES:
+            raise ParameterError("schedule", f"must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        _integer_in("steps", self.steps, 1, MAX_STEPS)
+        _integer_in("batch", self.batch, 1, MAX_BATCH)
+        _integer_in("seed", self.seed, 0, 2**63 - 1)
+        for name in ("sigma_min", "sigma_max", "rho", "cfg", "autoguidance", "erk_con"):
+            check_finite(name, getattr(self, name))
+        if self.sigma_min <= 0:
+            raise ParameterError("sigma_min", f"must be > 0, got {self.sigma_min}")
+        if self.sigma_min >= self.sigma_max:
+            raise ParameterError("sigma_min", f"must be < sigma_max = {self.sigma_max}, got {self.sigma_min}")
+        if self.rho <= 0:
+            raise ParameterError("rho", f"must be > 0, got {self.rho}")
+        if self.erk_guid is not None and check_finite("erk_guid", self.erk_guid) < 0:
+            raise ParameterError("erk_guid", f"w_stiff must be ≥ 0, got {self.erk_guid}")
+        if self.erk_con < 0:
+            raise ParameterError("erk_con", f"w_con must be ≥ 0, got {self.erk_con}")
+        if self.dtype not in DTYPES:
+            raise ParameterError("dtype", f"must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        return self
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return DTYPES[self.dtype]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _integer_in(name: str, value, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ParameterError(name, f"must be an integer in [{low}, {high}], got {value!r}")

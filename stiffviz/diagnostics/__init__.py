@@ -1,0 +1,1 @@
+"""Per-step diagnostics computed from the stages a solver already evaluated."""

@@ -1,0 +1,42 @@
+"""ERK-Guid: the embedded-pair error as a guidance signal (MATH.md §4).
+
+From a secant pair (ρ̂, v̂) with step h > 0:
+
+    z = w_stiff · h · ρ̂,    β = 1[ρ̂ > w_con]
+    x_{i+1} = x_step + sign · h · β · z² · ⟨f(x_i), v̂⟩ · v̂
+
+with sign −1 for the lagged (Heun) and within-step (DPM-Solver-2) pairs and +1 for
+consecutive trajectory points (the multistep variant). All of ρ̂, β, z and the inner
+product are per sample. The loop applies no correction on step 0 (no pair) nor on the
+final Euler step to σ = 0. w_stiff = 0 gives z = 0 and reproduces the plain solver.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..diagnostics.secant import SecantPair, SecantStiffness, batch_dot
+from ..errors import ParameterError, check_finite
+
+
+@dataclass(frozen=True)
+class ErkGuid:
+    """ERK-Guid weights: ``w_stiff`` scales z, ``w_con`` is the stiffness threshold on ρ̂."""
+
+    w_stiff: float
+    w_con: float = 0.5
+
+    def __post_init__(self):
+        for name in ("w_stiff", "w_con"):
+            if check_finite(name, getattr(self, name)) < 0:
+                raise ParameterError(name, f"must be ≥ 0, got {getattr(self, name)}")
+
+    def correction(self, pair: SecantPair, stiffness: SecantStiffness) -> tuple[torch.Tensor, torch.Tensor]:
+        """The vector added to the step's result, and β (the per-sample 'active' flag)."""
+        active = stiffness.rho > self.w_con
+        z = self.w_stiff * pair.h * stiffness.rho
+        coefficient = pair.sign * pair.h * active.to(z.dtype) * z.square() * batch_dot(pair.current.drift, stiffness.direction)
+        shape = (-1,) + (1,) * (stiffness.direction.ndim - 1)
+        return coefficient.view(shape) * stiffness.direction, active

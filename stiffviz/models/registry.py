@@ -1,0 +1,29 @@
+"""Model names → denoisers: ``load_model`` and ``list_models`` (DESIGN.md contracts)."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from ..errors import ParameterError
+from .toys import TOYS
+
+
+def list_models() -> list[str]:
+    """Names accepted by :func:`load_model`."""
+    return list(TOYS)
+
+
+def load_model(name: str, device: str | torch.device | None = None, dtype: torch.dtype | None = None):
+    """The denoiser ``name`` as ``model(x, sigma, cond=None)``.
+
+    ``device`` and ``dtype`` become the model's defaults (``model.device``, ``model.dtype``;
+    CPU and float32 when not given); the toys accept any float dtype and device anyway.
+    """
+    if name not in TOYS:
+        raise ParameterError("model", f"must be one of {', '.join(list_models())}, got {name!r}")
+    model = copy.copy(TOYS[name]())  # shallow: shares the cached parameters
+    model.device = torch.device(device) if device is not None else torch.device("cpu")
+    model.dtype = dtype or torch.float32
+    return model

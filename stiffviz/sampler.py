@@ -1,0 +1,160 @@
+"""The sampling loop: one place owns the state that crosses steps (MATH.md §1–4).
+
+Per step i, from σ_i to σ_{i+1}:
+1. evaluate the first stage (x_i, D(x_i), f(x_i)) unless the previous step handed it on;
+2. let the solver advance (or, when σ_{i+1} = 0, take the Euler step x_{i+1} = D(x_i));
+3. form the solver's secant pair, record ‖e‖, ρ̂, z = |h|ρ̂, z/boundary and |cos(e, v̂)|;
+4. apply ERK-Guid (not on step 0, not on the final step);
+5. hand the record, the new state and the denoised estimate to ``on_step``.
+A non-finite state stops the loop with status "diverged"; the trace keeps every step so far.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .config import SampleConfig
+from .diagnostics.secant import abs_cosine, batch_norm, secant_pair, secant_stiffness
+from .errors import ParameterError
+from .guidance.erk import ErkGuid
+from .models.base import Denoiser
+from .models.guided import guided_denoiser
+from .models.registry import load_model
+from .schedules import make_schedule
+from .solvers import Solver, Stage, StepResult, get_solver
+from .trace import Trace
+
+OnStep = Callable[[dict, torch.Tensor, torch.Tensor], None]
+DenoiseFn = Callable[[torch.Tensor, float], torch.Tensor]
+
+
+class _Evaluator:
+    """Calls the (guided) denoiser and counts its evaluations (NFE)."""
+
+    def __init__(self, denoise: DenoiseFn):
+        self.denoise, self.nfe = denoise, 0
+
+    def __call__(self, x: torch.Tensor, sigma: float) -> Stage:
+        self.nfe += 1
+        denoised = self.denoise(x, sigma)
+        return Stage(x, sigma, denoised, (x - denoised) / sigma)
+
+
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    return t.detach().to("cpu", torch.float64).numpy()
+
+
+def integrate(
+    denoise: DenoiseFn,
+    sigmas: torch.Tensor,
+    x: torch.Tensor,
+    solver: Solver,
+    erk: ErkGuid | None = None,
+    diagnostics: bool = True,
+    on_step: OnStep | None = None,
+    config: dict | None = None,
+) -> tuple[torch.Tensor, Trace]:
+    """Integrate dx/dσ = (x − D(x; σ))/σ along ``sigmas`` (decreasing, ≥ 0) from state ``x``.
+
+    Returns the final state (the last finite one if the run diverged) and the trace.
+    """
+    sig = [float(s) for s in sigmas]
+    if any(b >= a for a, b in zip(sig, sig[1:])) or sig[-1] < 0:
+        raise ParameterError("sigmas", "must be strictly decreasing and ≥ 0")
+    trace = Trace(dict(config or {}), sig)
+    evaluate = _Evaluator(denoise)
+    history: list[StepResult] = []
+    carried: Stage | None = None
+    start = time.perf_counter()
+    for i, (sigma, sigma_next) in enumerate(zip(sig, sig[1:])):
+        first = carried or evaluate(x, sigma)
+        if sigma_next == 0.0:  # Euler to σ = 0: x + (0 − σ)(x − D)/σ = D
+            step = StepResult(first.denoised, None, [first], boundary=2.0)
+        else:
+            step = solver.step(evaluate, first, sigma_next, history)
+        pair = secant_pair(solver.pair, step, history, sigma_next) if (diagnostics or erk) else None
+        stiffness = secant_stiffness(pair) if pair is not None else None
+        record = {"i": i, "sigma": sigma, "sigma_next": sigma_next, "nfe": 0, "stability_boundary": step.boundary}
+        if diagnostics:
+            _record_diagnostics(record, step, stiffness, sigma - sigma_next)
+        x_next, carried = step.x, step.next_stage
+        if erk is not None and pair is not None and sigma_next > 0.0:
+            correction, active = erk.correction(pair, stiffness)
+            x_next, carried = x_next + correction, None
+            record["erk_active"] = _numpy(active).astype(bool)
+            record["erk_correction"] = _numpy(batch_norm(correction))
+        record["nfe"] = evaluate.nfe
+        trace.steps.append(record)
+        if not bool(torch.isfinite(x_next).all()):
+            trace.status = "diverged"
+            trace.message = (
+                f"the state became non-finite at step {i} (sigma {sigma:.4g} -> {sigma_next:.4g}); "
+                f"the trace keeps steps 0..{i}"
+            )
+            break
+        if on_step is not None:
+            on_step(record, x_next, first.denoised)
+        history.append(step)
+        del history[:-2]  # multistep solvers and secant pairs look back one step
+        x = x_next
+    trace.summary = _summary(trace, time.perf_counter() - start)
+    return x, trace
+
+
+def _record_diagnostics(record: dict, step: StepResult, stiffness, h: float) -> None:
+    if step.error is not None:
+        record["lte"] = _numpy(batch_norm(step.error))
+    if stiffness is not None:
+        z = h * stiffness.rho
+        record["stiffness"] = _numpy(stiffness.rho)
+        record["stiffness_z"] = _numpy(z)
+        record["stiffness_index"] = _numpy(z / step.boundary)
+        if step.error is not None:
+            record["align_cos_est"] = _numpy(abs_cosine(step.error, stiffness.direction))
+
+
+def _summary(trace: Trace, wall_time: float) -> dict:
+    def overall_median(name: str) -> float | None:
+        per_step = trace.step_median(name)
+        per_step = per_step[np.isfinite(per_step)]
+        return float(np.median(per_step)) if per_step.size else None
+
+    return {
+        "nfe": trace.steps[-1]["nfe"] if trace.steps else 0,
+        "steps_done": len(trace.steps),
+        "wall_time_s": wall_time,
+        "median_stiffness": overall_median("stiffness"),
+        "median_stiffness_z": overall_median("stiffness_z"),
+        "median_lte": overall_median("lte"),
+    }
+
+
+def initial_noise(shape: tuple[int, ...], batch: int, seed: int, sigma_max: float, dtype, device) -> torch.Tensor:
+    """σ_max · N(0, I) drawn on the CPU from ``seed``, then moved: a seed means the same noise everywhere."""
+    noise = torch.randn((batch, *shape), generator=torch.Generator().manual_seed(seed), dtype=dtype)
+    return (sigma_max * noise).to(device)
+
+
+def sample(model: str | Denoiser = "tree", on_step: OnStep | None = None, **settings) -> tuple[torch.Tensor, Trace]:
+    """Draw ``batch`` samples with the settings of :class:`SampleConfig` (keyword arguments).
+
+    ``model`` is a name from ``list_models()`` or any denoiser object with ``shape`` and
+    ``classes``. Returns the samples (B, *shape) and the :class:`Trace`.
+    """
+    name = model if isinstance(model, str) else getattr(model, "name", type(model).__name__)
+    config = SampleConfig(model=name, **settings).validate()
+    if isinstance(model, str):
+        model = load_model(model)
+    device = torch.device(config.device) if config.device else getattr(model, "device", torch.device("cpu"))
+    dtype = config.torch_dtype
+    denoise, calls = guided_denoiser(model, config.cls, config.cfg, config.autoguidance)
+    sigmas = make_schedule(config.schedule, config.steps, config.sigma_min, config.sigma_max, config.rho)
+    x = initial_noise(tuple(model.shape), config.batch, config.seed, float(sigmas[0]), dtype, device)
+    erk = ErkGuid(config.erk_guid, config.erk_con) if config.erk_guid is not None else None
+    record = config.to_dict() | {"model_calls_per_nfe": calls, "shape": list(model.shape)}
+    with torch.no_grad():
+        return integrate(denoise, sigmas, x, get_solver(config.solver), erk, config.diagnostics, on_step, record)

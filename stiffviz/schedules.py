@@ -1,0 +1,64 @@
+"""Noise-level schedules σ_0 > σ_1 > … > σ_{N−1} > σ_N = 0 (MATH.md §1).
+
+* Karras et al. (EDM): σ_i = (σ_max^{1/ρ} + i/(N−1)·(σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ.
+* log-SNR uniform: log σ_i linear between log σ_max and log σ_min (σ = e^{−λ/2}, λ the log-SNR).
+
+Both append σ_N = 0, so ``steps`` noise levels give ``steps`` solver steps.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .errors import ParameterError, check_finite
+
+SCHEDULES = ("karras", "logsnr")
+
+
+def _check(steps: int, sigma_min: float, sigma_max: float) -> None:
+    if int(steps) != steps or steps < 1:
+        raise ParameterError("steps", f"must be an integer ≥ 1, got {steps}")
+    check_finite("sigma_min", sigma_min)
+    check_finite("sigma_max", sigma_max)
+    if sigma_min <= 0:
+        raise ParameterError("sigma_min", f"must be > 0, got {sigma_min}")
+    if sigma_min >= sigma_max:
+        raise ParameterError("sigma_min", f"must be < sigma_max = {sigma_max}, got {sigma_min}")
+
+
+def _with_zero(sigmas: torch.Tensor) -> torch.Tensor:
+    return torch.cat([sigmas, sigmas.new_zeros(1)])
+
+
+def karras(steps: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0) -> torch.Tensor:
+    """EDM schedule with ``steps`` positive levels and the appended 0, float64, shape (steps + 1,).
+
+    With a single step the only positive level is σ_max.
+    """
+    _check(steps, sigma_min, sigma_max)
+    if check_finite("rho", rho) <= 0:
+        raise ParameterError("rho", f"must be > 0, got {rho}")
+    ramp = torch.linspace(0, 1, steps, dtype=torch.float64) if steps > 1 else torch.zeros(1, dtype=torch.float64)
+    lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
+    return _with_zero((hi + ramp * (lo - hi)) ** rho)
+
+
+def logsnr(steps: int, sigma_min: float = 0.002, sigma_max: float = 80.0) -> torch.Tensor:
+    """Uniform in log σ (hence in log-SNR = −2 log σ), with the appended 0, float64."""
+    _check(steps, sigma_min, sigma_max)
+    if steps == 1:
+        return _with_zero(torch.tensor([sigma_max], dtype=torch.float64))
+    return _with_zero(torch.logspace(math.log10(sigma_max), math.log10(sigma_min), steps, dtype=torch.float64))
+
+
+def make_schedule(
+    name: str, steps: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0
+) -> torch.Tensor:
+    """Schedule by name (``karras`` or ``logsnr``); ``rho`` is ignored by ``logsnr``."""
+    if name == "karras":
+        return karras(steps, sigma_min, sigma_max, rho)
+    if name == "logsnr":
+        return logsnr(steps, sigma_min, sigma_max)
+    raise ParameterError("schedule", f"must be one of {', '.join(SCHEDULES)}, got {name!r}")

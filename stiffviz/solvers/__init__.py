@@ -1,0 +1,30 @@
+"""Solvers by name: ``euler``, ``heun``, ``bosh3``, ``dpm2``, ``dpmpp2m`` (and ``rk4``)."""
+
+from __future__ import annotations
+
+from ..errors import ParameterError
+from .base import Solver, Stage, StepResult
+from .dpm import DPMSolverPP2M
+from .runge_kutta import RungeKuttaSolver, bosh3, dpm2, euler, heun, rk4, runge_kutta_step
+from .tableau import Tableau
+
+SOLVERS = {"euler": euler, "heun": heun, "bosh3": bosh3, "dpm2": dpm2, "dpmpp2m": DPMSolverPP2M, "rk4": rk4}
+
+
+def get_solver(name: str) -> Solver:
+    """A fresh solver object by name."""
+    if name not in SOLVERS:
+        raise ParameterError("solver", f"must be one of {', '.join(SOLVERS)}, got {name!r}")
+    return SOLVERS[name]()
+
+
+def nfe_for(name: str, steps: int) -> int:
+    """Denoiser evaluations of ``steps`` steps ending at σ = 0 (the last step is Euler)."""
+    per_step = {"euler": 1, "heun": 2, "dpm2": 2, "dpmpp2m": 1, "rk4": 4}
+    if name == "bosh3":  # 4 on the first step, 3 after (first same as last), none on the last
+        return 1 if steps == 1 else 4 + 3 * (steps - 2)
+    return per_step[get_solver(name).name] * (steps - 1) + 1
+
+
+__all__ = ["SOLVERS", "Solver", "Stage", "StepResult", "RungeKuttaSolver", "DPMSolverPP2M", "Tableau",
+           "get_solver", "nfe_for", "runge_kutta_step"]
