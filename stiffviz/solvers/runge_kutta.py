@@ -31,7 +31,8 @@ def runge_kutta_step(tableau: Tableau, evaluate: Evaluate, first: Stage, sigma_n
     h = sigma_next - first.sigma
     stages, slopes = [first], [first.drift]
     for c_j, a_j in zip(tableau.c[1:], tableau.A[1:]):
-        stage = evaluate(_combine(first.x, h, a_j, slopes), first.sigma + c_j * h)
+        sigma_j = sigma_next if c_j == 1.0 else first.sigma + c_j * h  # exact σ_{i+1} for lagged pairs
+        stage = evaluate(_combine(first.x, h, a_j, slopes), sigma_j)
         stages.append(stage)
         slopes.append(stage.drift)
     if tableau.fsal:  # the last stage sits at the result: hand it on as the next first stage

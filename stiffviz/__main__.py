@@ -1,0 +1,7 @@
+"""``python -m stiffviz``: see :mod:`stiffviz.cli`."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,114 @@
+"""Command line: ``python -m stiffviz sample …`` (flags as in DESIGN.md).
+
+stdout is deterministic for a given seed and flags; the wall time goes to stderr.
+Exit status: 0 for a finished run, 1 for a run that diverged, 2 for bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Sequence
+
+import numpy as np
+
+from .config import DTYPES, MAX_BATCH, MAX_STEPS, SampleConfig
+from .errors import ParameterError
+from .models import list_models, load_model
+from .quality import quality_report
+from .sampler import sample
+from .schedules import SCHEDULES
+from .solvers import SOLVERS
+from .trace import Trace
+
+DEFAULTS = SampleConfig()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m stiffviz", description="Stiffness diagnostics for diffusion sampling.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("sample", help="run the sampler, print a summary, optionally save the trace and samples",
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
+    p.add_argument("--model", default=DEFAULTS.model, help=f"model name: {', '.join(list_models())}")
+    p.add_argument("--solver", default=DEFAULTS.solver, choices=list(SOLVERS), help="ODE solver (bosh3 = Bogacki–Shampine 3(2))")
+    p.add_argument("--steps", type=int, default=DEFAULTS.steps, help=f"solver steps, 1..{MAX_STEPS}; the last one goes to σ = 0")
+    p.add_argument("--batch", type=int, default=DEFAULTS.batch, help=f"number of samples, 1..{MAX_BATCH}")
+    p.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed of the initial noise (same seed, same samples)")
+    p.add_argument("--dtype", default=DEFAULTS.dtype, choices=list(DTYPES), help="floating-point type of the run")
+    p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu)")
+    p.add_argument("--schedule", default=DEFAULTS.schedule, choices=list(SCHEDULES), help="noise-level schedule")
+    p.add_argument("--sigma-min", type=float, default=DEFAULTS.sigma_min, help="smallest positive noise level")
+    p.add_argument("--sigma-max", type=float, default=DEFAULTS.sigma_max, help="largest noise level (initial noise scale)")
+    p.add_argument("--rho", type=float, default=DEFAULTS.rho, help="Karras schedule exponent ρ")
+    p.add_argument("--class", dest="cls", default=None, help="class name or index for conditional models (tree: A or B)")
+    p.add_argument("--cfg", type=float, default=1.0, help="classifier-free guidance weight w (1 = none)")
+    p.add_argument("--autoguidance", type=float, default=1.0, help="Autoguidance weight w against the weaker model (1 = none)")
+    p.add_argument("--erk-guid", type=float, default=None, metavar="W_STIFF", help="turn ERK-Guid on with this w_stiff")
+    p.add_argument("--erk-con", type=float, default=DEFAULTS.erk_con, metavar="W_CON", help="ERK-Guid stiffness threshold w_con on ρ̂")
+    p.add_argument("--no-diagnostics", action="store_true", help="record no per-step diagnostics (timing baseline)")
+    p.add_argument("--metrics", action="store_true", help="print sample-quality measures against the exact model")
+    p.add_argument("--trace-out", default=None, metavar="F.json", help="write the trace as JSON (a .csv name writes CSV)")
+    p.add_argument("--samples-out", default=None, metavar="F.npy", help="write the final samples as a NumPy array")
+    return parser
+
+
+def _class_value(text: str | None):
+    return int(text) if text is not None and text.lstrip("-").isdigit() else text
+
+
+def _fmt(value) -> str:
+    return "-" if value is None or not np.isfinite(value) else f"{value:.4g}"
+
+
+def format_summary(trace: Trace, quality: dict) -> str:
+    """The deterministic part of the report: header, per-step medians, totals and quality."""
+    c = trace.config
+    lines = [
+        f"model {c['model']}  solver {c['solver']}  steps {c['steps']}  batch {c['batch']}  seed {c['seed']}  dtype {c['dtype']}",
+        f"status {trace.status}" + (f": {trace.message}" if trace.message else ""),
+        f"{'step':>4} {'sigma':>10} {'sigma_next':>10} {'nfe':>5} {'stiffness':>10} {'z':>10} {'lte':>10}",
+    ]
+    medians = {name: trace.step_median(name) for name in ("stiffness", "stiffness_z", "lte")}
+    for row, step in enumerate(trace.steps):
+        lines.append(
+            f"{step['i']:>4} {step['sigma']:>10.4g} {step['sigma_next']:>10.4g} {step['nfe']:>5} "
+            + " ".join(f"{_fmt(medians[n][row]):>10}" for n in medians)
+        )
+    s = trace.summary
+    lines.append(f"NFE {s['nfe']}   median stiffness {_fmt(s['median_stiffness'])}   "
+                 f"median z {_fmt(s['median_stiffness_z'])}   median LTE {_fmt(s['median_lte'])}")  # fmt: skip
+    if quality:
+        lines.append("quality  " + "   ".join(f"{k} {v:.4f}" for k, v in quality.items()))
+    return "\n".join(lines)
+
+
+def run_sample(args: argparse.Namespace) -> int:
+    settings = dict(
+        solver=args.solver, steps=args.steps, batch=args.batch, seed=args.seed, schedule=args.schedule,
+        sigma_min=args.sigma_min, sigma_max=args.sigma_max, rho=args.rho, cls=_class_value(args.cls),
+        cfg=args.cfg, autoguidance=args.autoguidance, erk_guid=args.erk_guid, erk_con=args.erk_con,
+        dtype=args.dtype, device=args.device, diagnostics=not args.no_diagnostics,
+    )  # fmt: skip
+    model = load_model(args.model)
+    start = time.perf_counter()
+    samples, trace = sample(model, **settings)
+    wall = time.perf_counter() - start
+    quality = quality_report(model, samples, settings["cls"], args.seed) if args.metrics and trace.status == "ok" else {}
+    trace.summary.update(quality)
+    print(format_summary(trace, quality))
+    print(f"wall time {wall:.3f} s", file=sys.stderr)
+    if args.trace_out:
+        (trace.to_csv if args.trace_out.endswith(".csv") else trace.to_json)(args.trace_out)
+    if args.samples_out:
+        np.save(args.samples_out, samples.cpu().numpy())
+    return 0 if trace.status == "ok" else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run_sample(args)
+    except ParameterError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
