@@ -17,15 +17,18 @@ from .errors import ParameterError, check_finite
 SCHEDULES = ("karras", "logsnr")
 
 
-def _check(steps: int, sigma_min: float, sigma_max: float) -> None:
-    if int(steps) != steps or steps < 1:
+def _check(steps: int, sigma_min: float, sigma_max: float) -> int:
+    """Validate the common arguments; return ``steps`` as an int."""
+    if isinstance(steps, bool) or not float(steps).is_integer() or steps < 1:
         raise ParameterError("steps", f"must be an integer ≥ 1, got {steps}")
+    steps = int(steps)
     check_finite("sigma_min", sigma_min)
     check_finite("sigma_max", sigma_max)
     if sigma_min <= 0:
         raise ParameterError("sigma_min", f"must be > 0, got {sigma_min}")
     if sigma_min >= sigma_max:
         raise ParameterError("sigma_min", f"must be < sigma_max = {sigma_max}, got {sigma_min}")
+    return steps
 
 
 def _with_zero(sigmas: torch.Tensor) -> torch.Tensor:
@@ -37,7 +40,7 @@ def karras(steps: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: f
 
     With a single step the only positive level is σ_max.
     """
-    _check(steps, sigma_min, sigma_max)
+    steps = _check(steps, sigma_min, sigma_max)
     if check_finite("rho", rho) <= 0:
         raise ParameterError("rho", f"must be > 0, got {rho}")
     ramp = torch.linspace(0, 1, steps, dtype=torch.float64) if steps > 1 else torch.zeros(1, dtype=torch.float64)
@@ -47,7 +50,7 @@ def karras(steps: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: f
 
 def logsnr(steps: int, sigma_min: float = 0.002, sigma_max: float = 80.0) -> torch.Tensor:
     """Uniform in log σ (hence in log-SNR = −2 log σ), with the appended 0, float64."""
-    _check(steps, sigma_min, sigma_max)
+    steps = _check(steps, sigma_min, sigma_max)
     if steps == 1:
         return _with_zero(torch.tensor([sigma_max], dtype=torch.float64))
     return _with_zero(torch.logspace(math.log10(sigma_max), math.log10(sigma_min), steps, dtype=torch.float64))

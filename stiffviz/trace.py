@@ -112,7 +112,11 @@ class Trace:
         for key in ("config", "sigmas", "steps", "status"):
             if key not in data:
                 raise ParameterError("trace", f"missing key {key!r}")
+        if not isinstance(data["steps"], list):
+            raise ParameterError("trace", "'steps' must be a list of step objects")
         for n, step in enumerate(data["steps"]):
+            if not isinstance(step, dict):
+                raise ParameterError("trace", f"step {n} must be an object, got {type(step).__name__}")
             missing = [k for k in ("i", "sigma", "sigma_next", "nfe") if k not in step]
             if missing:
                 raise ParameterError("trace", f"step {n} lacks {', '.join(missing)}")

@@ -47,7 +47,8 @@ def test_karras_defaults_are_edm():
 
 def test_karras_rho_changes_the_spacing():
     a, b = karras(10, 0.002, 80.0, 7.0), karras(10, 0.002, 80.0, 3.0)
-    assert float(a[0]) == pytest.approx(float(b[0]), rel=1e-14) and float(a[-2]) == pytest.approx(float(b[-2]), rel=1e-12)
+    assert float(a[0]) == pytest.approx(float(b[0]), rel=1e-14)
+    assert float(a[-2]) == pytest.approx(float(b[-2]), rel=1e-12)
     # larger ρ spends more steps at low noise: every interior level is lower
     assert bool((a[1:-2] < b[1:-2]).all())
     assert float(a[4]) == pytest.approx(_karras_by_hand(4, 10, 0.002, 80.0, 7.0), rel=1e-12)
@@ -67,7 +68,8 @@ def test_logsnr_is_uniform_in_log_sigma(steps, sigma_min, sigma_max):
     s = logsnr(steps, sigma_min, sigma_max)
     _assert_schedule_shape(s, steps, sigma_min, sigma_max)
     log_s = s[:-1].log()
-    expected = [math.log(sigma_max) + i / (steps - 1) * (math.log(sigma_min) - math.log(sigma_max)) for i in range(steps)]
+    lo, hi = math.log(sigma_min), math.log(sigma_max)
+    expected = [hi + i / (steps - 1) * (lo - hi) for i in range(steps)]
     torch.testing.assert_close(log_s, torch.tensor(expected, dtype=torch.float64), rtol=0, atol=1e-12)
     gaps = log_s[1:] - log_s[:-1]
     torch.testing.assert_close(gaps, gaps.mean().expand_as(gaps), rtol=0, atol=1e-12)

@@ -207,8 +207,11 @@ def test_csv_one_row_per_step_and_sample(heun_trace, tmp_path):
                 expected = float(value) if name in BATCH_FIELDS else float(np.asarray(value)[b])
                 assert float(cell) == expected, (i, b, name)
     assert seen == {(i, b) for i in range(STEPS) for b in range(BATCH)}
+    # the batch field appears on every sample's row of its step, and only there
+    stein = [r[col["stein_gamma"]] for r in body]
+    assert stein == ["1.25" if int(r[col["step"]]) == 2 else "" for r in body]
     path = tmp_path / "trace.csv"
-    assert t.to_csv(path) == text and path.read_text() == text
+    assert t.to_csv(path) == text and path.read_bytes().decode() == text  # bytes: csv ends rows with \r\n
 
 
 # --------------------------------------------------------------------------- #
@@ -262,12 +265,15 @@ def test_missing_step_field(heun_trace, key, tmp_path):
     _assert_bad(path)
 
 
-def test_malformed_steps(heun_trace):
+def test_steps_not_a_list(heun_trace):
     data = _valid_dict(heun_trace)
-    data["steps"] = {"i": 0}  # not a list of steps
+    data["steps"] = 5
     _assert_bad(json.dumps(data))
+
+
+def test_step_not_an_object(heun_trace):
     data = _valid_dict(heun_trace)
-    data["steps"][1] = 7  # a step that is not an object
+    data["steps"][1] = 7
     _assert_bad(json.dumps(data))
 
 
