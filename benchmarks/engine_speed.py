@@ -4,7 +4,7 @@ Workload (issue 2): the tree toy, 1,024 samples, Heun with 32 steps (63 NFE), fl
 CPU with 2 threads. Variants run interleaved, ``--repeats`` times each after a warm-up,
 and the table prints median wall times and their ratios to the bare loop.
 
-    python benchmarks/engine_speed.py [--repeats 9] [--device cpu]
+    python -m benchmarks.engine_speed [--repeats 9] [--device cpu]
 """
 
 from __future__ import annotations

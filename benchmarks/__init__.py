@@ -1,0 +1,1 @@
+"""Speed and findings scripts; run each with ``python -m benchmarks.NAME``."""
