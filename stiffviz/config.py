@@ -63,6 +63,8 @@ class SampleConfig:
             raise ParameterError("erk_con", f"w_con must be ≥ 0, got {self.erk_con}")
         if self.dtype not in DTYPES:
             raise ParameterError("dtype", f"must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.device is not None:
+            _check_device(self.device)
         return self
 
     @property
@@ -71,6 +73,17 @@ class SampleConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def _check_device(name: str) -> None:
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ParameterError("device", f"must be a torch device such as cpu or cuda, got {name!r}") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ParameterError("device", "CUDA is not available on this machine; use cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise ParameterError("device", f"must be cpu or cuda, got {name!r}")
 
 
 def _integer_in(name: str, value, low: int, high: int) -> None:

@@ -33,7 +33,9 @@ BATCH_FIELDS = ("stein_gamma", "stein_gamma_raw", "stein_gamma_oracle")
 def _json_value(value: Any) -> Any:
     """numpy → JSON-ready Python, with NaN and ±inf as None."""
     if isinstance(value, np.ndarray):
-        return [_json_value(v) for v in value.tolist()]
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            return [v if math.isfinite(v) else None for v in value.tolist()]
+        return value.tolist()
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, (np.floating, np.integer, np.bool_)):

@@ -121,6 +121,8 @@ def test_diverging_run_keeps_trace_up_to_the_step():
         (dict(dtype="float16"), "dtype"),
         (dict(cls=5), "class"),
         (dict(cfg=3.0), "cfg"),
+        (dict(device="tpu:0"), "device"),
+        (dict(device="not a device"), "device"),
     ],
 )
 def test_bad_input_names_the_parameter(settings, parameter):

@@ -284,3 +284,13 @@ def test_optional_keys_may_be_missing(heun_trace):
     t = Trace.from_json(json.dumps(data))
     assert t.summary == {} and t.message == ""
     np.testing.assert_array_equal(t.column("lte"), heun_trace.column("lte"))
+
+
+def test_shipped_example_trace_loads():
+    """assets/example-tree-heun8-erk.json is what the README points newcomers to."""
+    from pathlib import Path
+
+    trace = Trace.from_json(Path(__file__).resolve().parents[1] / "assets" / "example-tree-heun8-erk.json")
+    assert trace.config["model"] == "tree" and trace.config["erk_guid"] == 0.5
+    assert len(trace.steps) == trace.config["steps"] == 8
+    assert trace.column("stiffness").shape == (8, 64)
