@@ -151,10 +151,10 @@ def sample(model: str | Denoiser = "tree", on_step: OnStep | None = None, **sett
         model = load_model(model)
     device = torch.device(config.device) if config.device else getattr(model, "device", torch.device("cpu"))
     dtype = config.torch_dtype
-    denoise, calls = guided_denoiser(model, config.cls, config.cfg, config.autoguidance)
+    denoise = guided_denoiser(model, config.cls, config.cfg, config.autoguidance)
     sigmas = make_schedule(config.schedule, config.steps, config.sigma_min, config.sigma_max, config.rho)
     x = initial_noise(tuple(model.shape), config.batch, config.seed, float(sigmas[0]), dtype, device)
     erk = ErkGuid(config.erk_guid, config.erk_con) if config.erk_guid is not None else None
-    record = config.to_dict() | {"model_calls_per_nfe": calls, "shape": list(model.shape)}
+    record = config.to_dict() | {"model_calls_per_nfe": denoise.calls, "shape": list(model.shape)}
     with torch.no_grad():
         return integrate(denoise, sigmas, x, get_solver(config.solver), erk, config.diagnostics, on_step, record)

@@ -62,7 +62,7 @@ def reference_run(solver, D, sigmas, x, w_stiff, w_con):
 
 def _setup(cfg=1.0, autoguidance=1.0, cls=None):
     model = load_model("tree")
-    denoise, _ = guided_denoiser(model, cls, cfg, autoguidance)
+    denoise = guided_denoiser(model, cls, cfg, autoguidance)
     sigmas = karras(STEPS)
     x0 = sigmas[0].item() * torch.randn((BATCH, 2), generator=torch.Generator().manual_seed(SEED), dtype=torch.float64)
     return denoise, sigmas, x0

@@ -493,7 +493,8 @@ def test_guidance_w1_is_the_model_itself():
     for cond in (None, 0, "B", torch.arange(16) % 2):
         counted.calls = 0
         counted.weak.calls = 0
-        denoise, calls = guided_denoiser(counted, cond)
+        denoise = guided_denoiser(counted, cond)
+        calls = denoise.calls
         out = denoise(x, sigma)
         assert calls == 1 and counted.total() == 1
         assert torch.equal(out, model(x, sigma, cond))
@@ -504,7 +505,8 @@ def test_cfg_formula(w):
     model, x, sigma = _tree_batch()
     for cond in (0, torch.arange(16) % 2):
         counted = _Counting(model)
-        denoise, calls = guided_denoiser(counted, cond, cfg=w)
+        denoise = guided_denoiser(counted, cond, cfg=w)
+        calls = denoise.calls
         out = denoise(x, sigma)
         d_c, d_u = model(x, sigma, cond), model(x, sigma, None)
         torch.testing.assert_close(out, d_u + w * (d_c - d_u), rtol=1e-12, atol=1e-12)
@@ -519,7 +521,8 @@ def test_autoguidance_formula(name, w):
     x = _noisy_points(model, 16, 0.3, seed=22)
     cond = None if model.classes is None else 1
     counted = _Counting(model)
-    denoise, calls = guided_denoiser(counted, cond, autoguidance=w)
+    denoise = guided_denoiser(counted, cond, autoguidance=w)
+    calls = denoise.calls
     out = denoise(x, 0.3)
     d, d_weak = model(x, 0.3, cond), model.weak(x, 0.3, cond)
     torch.testing.assert_close(out, d_weak + w * (d - d_weak), rtol=1e-12, atol=1e-12)
@@ -531,7 +534,8 @@ def test_cfg_and_autoguidance_compose():
     w_cfg, w_ag = 3.0, 1.8
     cond = torch.arange(16) % 2
     counted = _Counting(model)
-    denoise, calls = guided_denoiser(counted, cond, cfg=w_cfg, autoguidance=w_ag)
+    denoise = guided_denoiser(counted, cond, cfg=w_cfg, autoguidance=w_ag)
+    calls = denoise.calls
     out = denoise(x, sigma)
     d_c, d_u, d_w = model(x, sigma, cond), model(x, sigma, None), model.weak(x, sigma, cond)
     expected = d_c + (w_cfg - 1) * (d_c - d_u) + (w_ag - 1) * (d_c - d_w)
@@ -562,7 +566,8 @@ def test_autoguidance_needs_a_weak_model():
     with pytest.raises(ParameterError) as err:
         guided_denoiser(plain, None, autoguidance=2.0)
     assert err.value.parameter == "autoguidance"
-    denoise, calls = guided_denoiser(plain)  # w = 1 works on any callable
+    denoise = guided_denoiser(plain)  # w = 1 works on any callable
+    calls = denoise.calls
     x = torch.ones(3, 2)
     assert calls == 1 and torch.equal(denoise(x, 1.0), 0.5 * x)
 

@@ -2,10 +2,18 @@
 
 Both evaluate D_w(x) = D_ref(x) + w·(D(x) − D_ref(x)): for CFG, D_ref is the same model
 without a class; for Autoguidance, D_ref is a weaker version of the same model with the
-same class. w = 1 is no guidance and returns D(x) itself (one model call).
+same class. With both on, the two extrapolations compose:
+
+    D_w = D_c + (w_cfg − 1)(D_c − D_u) + (w_ag − 1)(D_c − D_weak,c)
+
+a fixed linear combination Σ_j a_j D_j of model calls, so its Jacobian is Σ_j a_j ∂D_j/∂x
+wherever every model gives its Jacobian. w = 1 is no guidance and D_w is D_c itself.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -13,13 +21,35 @@ from ..errors import ParameterError, check_finite
 from .base import Denoiser
 
 
-def guided_denoiser(model: Denoiser, cond=None, cfg: float = 1.0, autoguidance: float = 1.0):
-    """Return ``D_w(x, σ)`` for ``model`` with class ``cond`` and the given guidance weights.
+@dataclass(frozen=True)
+class GuidedDenoiser:
+    """D_w(x, σ) = Σ_j a_j D_j(x, σ, c_j) over ``terms`` = ((D_j, c_j, a_j), …)."""
 
-    With both weights ≠ 1, the two extrapolations compose:
-    D = D_c + (w_cfg − 1)(D_c − D_uncond) + (w_ag − 1)(D_c − D_weak,c).
-    Returns the callable and the number of model calls it makes per evaluation.
-    """
+    terms: tuple[tuple[Any, Any, float], ...]
+
+    @property
+    def calls(self) -> int:
+        """Model calls per evaluation of D_w."""
+        return len(self.terms)
+
+    def __call__(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
+        (model, cond, a), *rest = self.terms
+        out = model(x, sigma, cond) if a == 1.0 else a * model(x, sigma, cond)
+        for model, cond, a in rest:
+            out = out + a * model(x, sigma, cond)
+        return out
+
+    @property
+    def has_jacobian(self) -> bool:
+        return all(hasattr(model, "denoiser_jacobian") for model, _, _ in self.terms)
+
+    def jacobian(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
+        """∂D_w/∂x = Σ_j a_j ∂D_j/∂x, shape (B, d, d); needs ``has_jacobian``."""
+        return sum(a * model.denoiser_jacobian(x, sigma, cond) for model, cond, a in self.terms)
+
+
+def guided_denoiser(model: Denoiser, cond=None, cfg: float = 1.0, autoguidance: float = 1.0) -> GuidedDenoiser:
+    """D_w for ``model`` with class ``cond`` and the given guidance weights (1 = off)."""
     cfg = check_finite("cfg", cfg)
     autoguidance = check_finite("autoguidance", autoguidance)
     if cfg != 1.0:
@@ -30,15 +60,9 @@ def guided_denoiser(model: Denoiser, cond=None, cfg: float = 1.0, autoguidance: 
     weak = getattr(model, "weak", None)
     if autoguidance != 1.0 and weak is None:
         raise ParameterError("autoguidance", "this model has no weaker version; use autoguidance = 1")
-
-    def denoise(x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
-        d = model(x, sigma, cond)
-        out = d
-        if cfg != 1.0:
-            out = out + (cfg - 1.0) * (d - model(x, sigma, None))
-        if autoguidance != 1.0:
-            out = out + (autoguidance - 1.0) * (d - weak(x, sigma, cond))
-        return out
-
-    calls = 1 + (cfg != 1.0) + (autoguidance != 1.0)
-    return denoise, calls
+    terms = [(model, cond, 1.0 + (cfg - 1.0) + (autoguidance - 1.0))]
+    if cfg != 1.0:
+        terms.append((model, None, -(cfg - 1.0)))
+    if autoguidance != 1.0:
+        terms.append((weak, cond, -(autoguidance - 1.0)))
+    return GuidedDenoiser(tuple(terms))
