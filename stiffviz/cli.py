@@ -14,6 +14,7 @@ from typing import Sequence
 import numpy as np
 
 from .config import DTYPES, MAX_BATCH, MAX_STEPS, SampleConfig
+from .diagnostics.ground_truth import EIG_METHODS
 from .errors import ParameterError
 from .models import list_models, load_model
 from .quality import quality_report
@@ -46,7 +47,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--autoguidance", type=float, default=1.0, help="Autoguidance weight w against the weaker model (1 = none)")
     p.add_argument("--erk-guid", type=float, default=None, metavar="W_STIFF", help="turn ERK-Guid on with this w_stiff")
     p.add_argument("--erk-con", type=float, default=DEFAULTS.erk_con, metavar="W_CON", help="ERK-Guid stiffness threshold w_con on ρ̂")
-    p.add_argument("--no-diagnostics", action="store_true", help="record no per-step diagnostics (timing baseline)")
+    p.add_argument("--no-diagnostics", action="store_true", help="record no cheap per-step diagnostics (timing baseline)")
+    g = p.add_argument_group("ground-truth diagnostics (cost extra model calls; off by default)")
+    g.add_argument("--eig", action="store_true", help="dominant eigenpair of the drift Jacobian, stiffness ratio, alignment cosines")
+    g.add_argument("--eig-method", default=DEFAULTS.eig_method, choices=list(EIG_METHODS),
+                   help="exact (analytic Jacobian, the toys), power (JVP power iteration + Lanczos), auto")
+    g.add_argument("--eig-iters", type=int, default=DEFAULTS.eig_iterations, help="power iterations per step")
+    g.add_argument("--lanczos-iters", type=int, default=DEFAULTS.lanczos_iterations, help="Lanczos iterations for the stiffness ratio")
+    g.add_argument("--lte-ref", action="store_true", help="reference LTE against a fine RK4 solution of each step")
+    g.add_argument("--lte-ref-substeps", type=int, default=DEFAULTS.lte_ref_substeps, help="RK4 sub-steps of the reference")
+    g.add_argument("--lipschitz", action="store_true", help="Lipschitz constant ‖∂T/∂x‖₂ of each applied step map")
+    g.add_argument("--lipschitz-iters", type=int, default=DEFAULTS.lipschitz_iterations, help="power iterations for it")
+    s_ = p.add_argument_group("SteinDiff (MATH.md §5)")
+    s_.add_argument("--stein", action="store_true", help="Stein-stabilised steps: x ← x − γ (x − T(x))")
+    s_.add_argument("--stein-probes", type=int, default=DEFAULTS.stein_probes, help="Hutchinson probes K")
+    s_.add_argument("--stein-gamma-min", type=float, default=DEFAULTS.stein_gamma_min, help="lower clip γ_min (γ = 1 is the plain solver)")
+    s_.add_argument("--stein-gamma-max", type=float, default=DEFAULTS.stein_gamma_max, help="upper clip γ_max")
+    s_.add_argument("--stein-sigma-min", type=float, default=DEFAULTS.stein_sigma_min, help="SteinDiff acts for σ ≥ this")
+    s_.add_argument("--stein-sigma-max", type=float, default=None, help="SteinDiff acts for σ ≤ this (default: no limit)")
+    s_.add_argument("--stein-oracle", action="store_true", help="record the oracle γ* from forward-coupled reference pairs")
     p.add_argument("--metrics", action="store_true", help="print sample-quality measures against the exact model")
     p.add_argument("--trace-out", default=None, metavar="F.json", help="write the trace as JSON (a .csv name writes CSV)")
     p.add_argument("--samples-out", default=None, metavar="F.npy", help="write the final samples as a NumPy array")
@@ -62,18 +81,26 @@ def _fmt(value) -> str:
 
 
 def format_summary(trace: Trace, quality: dict) -> str:
-    """The deterministic part of the report: header, per-step medians, totals and quality."""
+    """The deterministic part of the report: header, per-step medians (over samples) of each
+    recorded diagnostic, SteinDiff's γ per step, totals and quality."""
     c = trace.config
     lines = [
         f"model {c['model']}  solver {c['solver']}  steps {c['steps']}  batch {c['batch']}  seed {c['seed']}  dtype {c['dtype']}",
         f"status {trace.status}" + (f": {trace.message}" if trace.message else ""),
-        f"{'step':>4} {'sigma':>10} {'sigma_next':>10} {'nfe':>5} {'stiffness':>10} {'z':>10} {'lte':>10}",
     ]
-    medians = {name: trace.step_median(name) for name in ("stiffness", "stiffness_z", "lte")}
+    columns = ["stiffness", "stiffness_z", "lte"] + [f for f in ("lte_ref", "eig_max", "align_cos_true", "lipschitz")
+                                                       if f in trace.fields()]  # fmt: skip
+    medians = {name: trace.step_median(name) for name in columns}
+    batch_fields = [f for f in ("stein_gamma", "stein_gamma_raw", "stein_gamma_oracle") if f in trace.fields()]
+    headers = {"stiffness_z": "z", "align_cos_true": "cos(e,v1)", "stein_gamma_raw": "gamma_raw",
+               "stein_gamma_oracle": "gamma*", "stein_gamma": "gamma"}  # fmt: skip
+    lines.append(f"{'step':>4} {'sigma':>10} {'sigma_next':>10} {'nfe':>5} "
+                 + " ".join(f"{headers.get(n, n):>10}" for n in columns + batch_fields))  # fmt: skip
     for row, step in enumerate(trace.steps):
         lines.append(
             f"{step['i']:>4} {step['sigma']:>10.4g} {step['sigma_next']:>10.4g} {step['nfe']:>5} "
-            + " ".join(f"{_fmt(medians[n][row]):>10}" for n in medians)
+            + " ".join(f"{_fmt(medians[n][row]):>10}" for n in columns)
+            + "".join(f" {_fmt(step.get(n)):>10}" for n in batch_fields)
         )
     s = trace.summary
     lines.append(f"NFE {s['nfe']}   median stiffness {_fmt(s['median_stiffness'])}   "
@@ -89,6 +116,11 @@ def run_sample(args: argparse.Namespace) -> int:
         sigma_min=args.sigma_min, sigma_max=args.sigma_max, rho=args.rho, cls=_class_value(args.cls),
         cfg=args.cfg, autoguidance=args.autoguidance, erk_guid=args.erk_guid, erk_con=args.erk_con,
         dtype=args.dtype, device=args.device, diagnostics=not args.no_diagnostics,
+        eig=args.eig, eig_method=args.eig_method, eig_iterations=args.eig_iters, lanczos_iterations=args.lanczos_iters,
+        lte_ref=args.lte_ref, lte_ref_substeps=args.lte_ref_substeps, lipschitz=args.lipschitz,
+        lipschitz_iterations=args.lipschitz_iters, stein=args.stein, stein_probes=args.stein_probes,
+        stein_gamma_min=args.stein_gamma_min, stein_gamma_max=args.stein_gamma_max,
+        stein_sigma_min=args.stein_sigma_min, stein_sigma_max=args.stein_sigma_max, stein_oracle=args.stein_oracle,
     )  # fmt: skip
     model = load_model(args.model)
     start = time.perf_counter()

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
 
+from .diagnostics.ground_truth import DiagnosticOptions
 from .errors import ParameterError, check_finite
+from .guidance.erk import ErkGuid
+from .guidance.stein import SteinDiff
 from .schedules import SCHEDULES
 from .solvers import SOLVERS
 
@@ -40,6 +44,23 @@ class SampleConfig:
     dtype: str = "float32"
     device: str | None = None
     diagnostics: bool = True
+    # Ground-truth diagnostics (cost model calls; off by default).
+    eig: bool = False
+    eig_method: str = "auto"
+    eig_iterations: int = 20
+    lanczos_iterations: int = 8
+    lte_ref: bool = False
+    lte_ref_substeps: int = 32
+    lipschitz: bool = False
+    lipschitz_iterations: int = 10
+    # SteinDiff (MATH.md §5).
+    stein: bool = False
+    stein_probes: int = 5
+    stein_gamma_min: float = 1.0
+    stein_gamma_max: float = 3.0
+    stein_sigma_min: float = 0.0
+    stein_sigma_max: float | None = None  # None: no upper limit
+    stein_oracle: bool = False
 
     def validate(self) -> "SampleConfig":
         if self.solver not in SOLVERS:
@@ -57,15 +78,29 @@ class SampleConfig:
             raise ParameterError("sigma_min", f"must be < sigma_max = {self.sigma_max}, got {self.sigma_min}")
         if self.rho <= 0:
             raise ParameterError("rho", f"must be > 0, got {self.rho}")
-        if self.erk_guid is not None and check_finite("erk_guid", self.erk_guid) < 0:
-            raise ParameterError("erk_guid", f"w_stiff must be ≥ 0, got {self.erk_guid}")
-        if self.erk_con < 0:
-            raise ParameterError("erk_con", f"w_con must be ≥ 0, got {self.erk_con}")
+        if self.erk_guid is not None:
+            check_finite("erk_guid", self.erk_guid)
         if self.dtype not in DTYPES:
             raise ParameterError("dtype", f"must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.device is not None:
             _check_device(self.device)
+        self.erk(), self.diagnostic_options(), self.stein_diff()  # each validates its own fields
         return self
+
+    def erk(self) -> ErkGuid | None:
+        return ErkGuid(self.erk_guid, self.erk_con) if self.erk_guid is not None else None
+
+    def stein_diff(self) -> SteinDiff | None:
+        if not self.stein:
+            return None
+        sigma_max = math.inf if self.stein_sigma_max is None else self.stein_sigma_max
+        return SteinDiff(self.stein_probes, self.stein_gamma_min, self.stein_gamma_max, self.stein_sigma_min, sigma_max)
+
+    def diagnostic_options(self) -> DiagnosticOptions:
+        return DiagnosticOptions(
+            self.diagnostics, self.eig, self.eig_method, self.eig_iterations, self.lanczos_iterations,
+            self.lte_ref, self.lte_ref_substeps, self.lipschitz, self.lipschitz_iterations, self.stein_oracle,
+        )  # fmt: skip
 
     @property
     def torch_dtype(self) -> torch.dtype:

@@ -1,11 +1,14 @@
-"""The sampling loop: one place owns the state that crosses steps (MATH.md §1–4).
+"""The sampling loop: one place owns the state that crosses steps (MATH.md §1–5).
 
 Per step i, from σ_i to σ_{i+1}:
 1. evaluate the first stage (x_i, D(x_i), f(x_i)) unless the previous step handed it on;
 2. let the solver advance (or, when σ_{i+1} = 0, take the Euler step x_{i+1} = D(x_i));
+   with SteinDiff the step runs under autograd so Hutchinson probes can reach it;
 3. form the solver's secant pair, record ‖e‖, ρ̂, z = |h|ρ̂, z/boundary and |cos(e, v̂)|;
-4. apply ERK-Guid (not on step 0, not on the final step);
-5. hand the record, the new state and the denoised estimate to ``on_step``.
+4. SteinDiff: x_{i+1} = x_i − γ u with u = x_i − T(x_i); then ERK-Guid's correction
+   (neither on the final step; ERK-Guid not on step 0);
+5. the optional ground-truth diagnostics (eigenpairs, reference LTE, Lipschitz, oracle γ);
+6. hand the record, the new state and the denoised estimate to ``on_step``.
 A non-finite state stops the loop with status "diverged"; the trace keeps every step so far.
 """
 
@@ -18,34 +21,39 @@ import numpy as np
 import torch
 
 from .config import SampleConfig
+from .diagnostics.ground_truth import DiagnosticOptions, GroundTruth, StepContext
 from .diagnostics.secant import abs_cosine, batch_norm, secant_pair, secant_stiffness
 from .errors import ParameterError
 from .guidance.erk import ErkGuid
+from .guidance.stein import SteinDiff, hutchinson_divergence, stein_coefficient
 from .models.base import Denoiser
 from .models.guided import guided_denoiser
 from .models.registry import load_model
 from .schedules import make_schedule
 from .solvers import Solver, Stage, StepResult, get_solver
+from .solvers.base import Evaluator
 from .trace import Trace
 
 OnStep = Callable[[dict, torch.Tensor, torch.Tensor], None]
 DenoiseFn = Callable[[torch.Tensor, float], torch.Tensor]
-
-
-class _Evaluator:
-    """Calls the (guided) denoiser and counts its evaluations (NFE)."""
-
-    def __init__(self, denoise: DenoiseFn):
-        self.denoise, self.nfe = denoise, 0
-
-    def __call__(self, x: torch.Tensor, sigma: float) -> Stage:
-        self.nfe += 1
-        denoised = self.denoise(x, sigma)
-        return Stage(x, sigma, denoised, (x - denoised) / sigma)
+PROBE_SEED_OFFSET = 7_919  # generator of Hutchinson probes and random start vectors: seed + offset
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:
     return t.detach().to("cpu", torch.float64).numpy()
+
+
+def _stein_step(evaluate: Evaluator, solver: Solver, x: torch.Tensor, sigma: float, sigma_next: float,
+                history: list[StepResult], stein: SteinDiff, generator: torch.Generator):  # fmt: skip
+    """The candidate step T(x) under autograd, u = x − T(x), and γ (raw) from Hutchinson's ∇·u."""
+    probes = torch.randn((stein.probes, *x.shape), generator=generator, dtype=x.dtype).to(x.device)
+    with torch.enable_grad():
+        x_in = x.detach().requires_grad_(True)
+        step = solver.step(evaluate, evaluate(x_in, sigma), sigma_next, history)
+        u = x_in - step.x
+        divergence = hutchinson_divergence(u, x_in, probes)
+    u = u.detach()
+    return step.detach(), u, stein_coefficient(u, x, divergence.detach(), sigma, stein.alpha)
 
 
 def integrate(
@@ -54,40 +62,61 @@ def integrate(
     x: torch.Tensor,
     solver: Solver,
     erk: ErkGuid | None = None,
-    diagnostics: bool = True,
+    diagnostics: DiagnosticOptions | bool = True,
     on_step: OnStep | None = None,
     config: dict | None = None,
+    stein: SteinDiff | None = None,
+    seed: int = 0,
+    reference: Callable[[int, torch.Generator], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, Trace]:
     """Integrate dx/dσ = (x − D(x; σ))/σ along ``sigmas`` (decreasing, ≥ 0) from state ``x``.
 
-    Returns the final state (the last finite one if the run diverged) and the trace.
+    ``diagnostics`` is a :class:`DiagnosticOptions` (``True``/``False``: the cheap ones on/off);
+    ``reference(n, generator)`` draws clean samples for the SteinDiff oracle. Returns the final
+    state (the last finite one if the run diverged) and the trace.
     """
     sig = [float(s) for s in sigmas]
     if any(b >= a for a, b in zip(sig, sig[1:])) or sig[-1] < 0:
         raise ParameterError("sigmas", "must be strictly decreasing and ≥ 0")
+    options = diagnostics if isinstance(diagnostics, DiagnosticOptions) else DiagnosticOptions(basic=bool(diagnostics))
+    generator = torch.Generator().manual_seed(seed + PROBE_SEED_OFFSET)
+    ground_truth = GroundTruth(options, denoise, solver, generator, reference) if options.any_costly else None
     trace = Trace(dict(config or {}), sig)
-    evaluate = _Evaluator(denoise)
+    evaluate = Evaluator(denoise)
     history: list[StepResult] = []
     carried: Stage | None = None
     start = time.perf_counter()
     for i, (sigma, sigma_next) in enumerate(zip(sig, sig[1:])):
-        first = carried or evaluate(x, sigma)
-        if sigma_next == 0.0:  # Euler to σ = 0: x + (0 − σ)(x − D)/σ = D
+        record = {"i": i, "sigma": sigma, "sigma_next": sigma_next, "nfe": 0}
+        stein_here = stein is not None and sigma_next > 0.0 and stein.acts_at(sigma)
+        if stein_here:
+            step, u, gamma_raw = _stein_step(evaluate, solver, x, sigma, sigma_next, history, stein, generator)
+        elif sigma_next == 0.0:  # Euler to σ = 0: x + (0 − σ)(x − D)/σ = D
+            first = carried or evaluate(x, sigma)
             step = StepResult(first.denoised, None, [first], boundary=2.0)
         else:
-            step = solver.step(evaluate, first, sigma_next, history)
-        pair = secant_pair(solver.pair, step, history, sigma_next) if (diagnostics or erk) else None
+            step = solver.step(evaluate, carried or evaluate(x, sigma), sigma_next, history)
+        record["stability_boundary"] = step.boundary
+        first = step.stages[0]
+        pair = secant_pair(solver.pair, step, history, sigma_next) if (options.basic or erk or options.eig) else None
         stiffness = secant_stiffness(pair) if pair is not None else None
-        record = {"i": i, "sigma": sigma, "sigma_next": sigma_next, "nfe": 0, "stability_boundary": step.boundary}
-        if diagnostics:
-            _record_diagnostics(record, step, stiffness, sigma - sigma_next)
-        x_next, carried = step.x, step.next_stage
+        if options.basic:
+            _record_basic(record, step, stiffness, sigma - sigma_next)
+        x_next, carried, gamma = step.x, step.next_stage, 1.0
+        if stein_here:
+            gamma = stein.clip(gamma_raw)
+            record["stein_gamma_raw"], record["stein_gamma"] = gamma_raw, gamma
+            if gamma != 1.0:
+                x_next, carried = x - gamma * u, None
         if erk is not None and pair is not None and sigma_next > 0.0:
             correction, active = erk.correction(pair, stiffness)
             x_next, carried = x_next + correction, None
             record["erk_active"] = _numpy(active).astype(bool)
             record["erk_correction"] = _numpy(batch_norm(correction))
-        record["nfe"] = evaluate.nfe
+        if ground_truth is not None:
+            direction = stiffness.direction if stiffness is not None else None
+            ground_truth.record(record, StepContext(x, sigma, sigma_next, step, x_next, history, direction, gamma))
+        record["nfe"] = evaluate.calls
         trace.steps.append(record)
         if not bool(torch.isfinite(x_next).all()):
             trace.status = "diverged"
@@ -105,7 +134,7 @@ def integrate(
     return x, trace
 
 
-def _record_diagnostics(record: dict, step: StepResult, stiffness, h: float) -> None:
+def _record_basic(record: dict, step: StepResult, stiffness, h: float) -> None:
     if step.error is not None:
         record["lte"] = _numpy(batch_norm(step.error))
     if stiffness is not None:
@@ -154,7 +183,10 @@ def sample(model: str | Denoiser = "tree", on_step: OnStep | None = None, **sett
     denoise = guided_denoiser(model, config.cls, config.cfg, config.autoguidance)
     sigmas = make_schedule(config.schedule, config.steps, config.sigma_min, config.sigma_max, config.rho)
     x = initial_noise(tuple(model.shape), config.batch, config.seed, float(sigmas[0]), dtype, device)
-    erk = ErkGuid(config.erk_guid, config.erk_con) if config.erk_guid is not None else None
+    reference = None
+    if hasattr(model, "sample_reference"):
+        reference = lambda n, generator: model.sample_reference(n, generator, cond=config.cls)  # noqa: E731
     record = config.to_dict() | {"model_calls_per_nfe": denoise.calls, "shape": list(model.shape)}
     with torch.no_grad():
-        return integrate(denoise, sigmas, x, get_solver(config.solver), erk, config.diagnostics, on_step, record)
+        return integrate(denoise, sigmas, x, get_solver(config.solver), config.erk(), config.diagnostic_options(),
+                         on_step, record, config.stein_diff(), config.seed, reference)  # fmt: skip

@@ -36,6 +36,10 @@ def _json_value(value: Any) -> Any:
         if value.dtype.kind == "f" and not np.isfinite(value).all():
             return [v if math.isfinite(v) else None for v in value.tolist()]
         return value.tolist()
+    if isinstance(value, dict):
+        return {k: _json_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, (np.floating, np.integer, np.bool_)):

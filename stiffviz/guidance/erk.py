@@ -29,9 +29,9 @@ class ErkGuid:
     w_con: float = 0.5
 
     def __post_init__(self):
-        for name in ("w_stiff", "w_con"):
-            if check_finite(name, getattr(self, name)) < 0:
-                raise ParameterError(name, f"must be ≥ 0, got {getattr(self, name)}")
+        for name, parameter in (("w_stiff", "erk_guid"), ("w_con", "erk_con")):
+            if check_finite(parameter, getattr(self, name)) < 0:
+                raise ParameterError(parameter, f"{name} must be ≥ 0, got {getattr(self, name)}")
 
     def correction(self, pair: SecantPair, stiffness: SecantStiffness) -> tuple[torch.Tensor, torch.Tensor]:
         """The vector added to the step's result, and β (the per-sample 'active' flag)."""

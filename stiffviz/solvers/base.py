@@ -24,7 +24,23 @@ class Stage:
     drift: torch.Tensor
 
 
+    def detach(self) -> "Stage":
+        return Stage(self.x.detach(), self.sigma, self.denoised.detach(), self.drift.detach())
+
+
 Evaluate = Callable[[torch.Tensor, float], Stage]
+
+
+class Evaluator:
+    """Calls a denoiser ``D(x, σ)``, returns the :class:`Stage` with f = (x − D)/σ, and counts calls."""
+
+    def __init__(self, denoise: Callable[[torch.Tensor, float], torch.Tensor]):
+        self.denoise, self.calls = denoise, 0
+
+    def __call__(self, x: torch.Tensor, sigma: float) -> Stage:
+        self.calls += 1
+        denoised = self.denoise(x, sigma)
+        return Stage(x, sigma, denoised, (x - denoised) / sigma)
 
 
 @dataclass(frozen=True)
@@ -44,6 +60,16 @@ class StepResult:
     stages: Sequence[Stage]
     boundary: float
     next_stage: Stage | None = None
+
+    def detach(self) -> "StepResult":
+        """The same step with every tensor cut from the autograd graph."""
+        return StepResult(
+            self.x.detach(),
+            None if self.error is None else self.error.detach(),
+            [s.detach() for s in self.stages],
+            self.boundary,
+            None if self.next_stage is None else self.next_stage.detach(),
+        )
 
 
 class Solver(Protocol):

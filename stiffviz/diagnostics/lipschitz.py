@@ -1,0 +1,34 @@
+"""Local Lipschitz constant of a step map, L = ‖∂T/∂x‖₂ per sample (MATH.md §5).
+
+Power iteration on ∂Tᵀ∂T: v ← ∂Tᵀ(∂T v)/‖·‖ with a JVP (``torch.func.jvp``) and a VJP
+(``torch.func.vjp``, one forward pass reused) per iteration; L = ‖∂T v‖ for the final unit v.
+The map is contractive where L < 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from .secant import batch_norm
+
+
+@dataclass(frozen=True)
+class LipschitzEstimate:
+    value: torch.Tensor  # (B,)
+    vector: torch.Tensor  # (B, …), the top right singular vector, for warm starts
+
+
+def lipschitz_constant(
+    step_map: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, start: torch.Tensor, iterations: int = 10
+) -> LipschitzEstimate:
+    """Largest singular value of ∂T/∂x at ``x``, per sample, from ``start`` (B, …)."""
+    shape = (-1,) + (1,) * (x.ndim - 1)
+    unit = lambda v: v / batch_norm(v).clamp_min(torch.finfo(v.dtype).tiny).view(shape)  # noqa: E731
+    _, vjp = torch.func.vjp(step_map, x)
+    v = unit(start)
+    for _ in range(iterations):
+        v = unit(vjp(torch.func.jvp(step_map, (x,), (v,))[1])[0])
+    return LipschitzEstimate(batch_norm(torch.func.jvp(step_map, (x,), (v,))[1]), v)
