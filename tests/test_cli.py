@@ -62,3 +62,17 @@ def test_help_explains_every_flag(capsys):
     for flag in ("--model", "--solver", "--steps", "--batch", "--seed", "--dtype", "--erk-guid", "--erk-con", "--cfg",
                  "--autoguidance", "--class", "--trace-out", "--samples-out", "--metrics", "--schedule", "--sigma-min"):  # fmt: skip
         assert flag in text
+
+
+def test_ground_truth_and_stein_flags(tmp_path, capsys):
+    out = tmp_path / "t.json"
+    args = ["sample", "--model", "tree", "--steps", "4", "--batch", "64", "--eig", "--lte-ref", "--lipschitz",
+            "--stein", "--stein-gamma-max", "2", "--stein-oracle", "--trace-out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    for column in ("lte_ref", "eig_max", "cos(e,v1)", "lipschitz", "gamma_raw", "gamma*"):
+        assert column in text
+    trace = Trace.from_json(out)
+    assert trace.config["stein_gamma_max"] == 2.0 and trace.config["eig"] is True
+    assert all(s["stein_gamma"] <= 2.0 for s in trace.steps if "stein_gamma" in s)
+    assert {"eig_max", "lte_ref", "lipschitz", "stein_gamma_oracle"} <= set(trace.fields())
