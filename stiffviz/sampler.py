@@ -36,7 +36,8 @@ from .trace import Trace
 
 OnStep = Callable[[dict, torch.Tensor, torch.Tensor], None]
 DenoiseFn = Callable[[torch.Tensor, float], torch.Tensor]
-PROBE_SEED_OFFSET = 7_919  # generator of Hutchinson probes and random start vectors: seed + offset
+PROBE_SEED_OFFSET = 7_919  # Hutchinson probes: a generator seeded with seed + offset
+GROUND_TRUTH_SEED_OFFSET = 104_729  # diagnostics' own generator, so turning them on never moves the run
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:
@@ -80,7 +81,10 @@ def integrate(
         raise ParameterError("sigmas", "must be strictly decreasing and ≥ 0")
     options = diagnostics if isinstance(diagnostics, DiagnosticOptions) else DiagnosticOptions(basic=bool(diagnostics))
     generator = torch.Generator().manual_seed(seed + PROBE_SEED_OFFSET)
-    ground_truth = GroundTruth(options, denoise, solver, generator, reference) if options.any_costly else None
+    ground_truth = None
+    if options.any_costly:
+        diagnostics_generator = torch.Generator().manual_seed(seed + GROUND_TRUTH_SEED_OFFSET)
+        ground_truth = GroundTruth(options, denoise, solver, diagnostics_generator, reference)
     trace = Trace(dict(config or {}), sig)
     evaluate = Evaluator(denoise)
     history: list[StepResult] = []

@@ -193,3 +193,11 @@ def test_every_combination_runs(solver):
                 "stein_gamma_oracle", "erk_active"}  # fmt: skip
     assert expected <= set(trace.fields())
     trace.to_json()
+
+
+def test_ground_truth_diagnostics_never_move_a_stein_run():
+    """Diagnostics draw from their own generator, so turning them on leaves the trajectory alone."""
+    common = dict(steps=6, batch=128, seed=3, stein=True, stein_gamma_min=-1e6, stein_gamma_max=1e6)  # no clip hides γ
+    plain, _ = sample("tree", **common)
+    watched, trace = sample("tree", stein_oracle=True, eig=True, eig_method="power", lipschitz=True, **common)
+    assert torch.equal(plain, watched)

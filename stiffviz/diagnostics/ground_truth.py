@@ -110,10 +110,10 @@ class GroundTruth:
         o = self.options
         eigvec = None
         if o.eig:
-            pair = self.spectrum.dominant(ctx.x, ctx.sigma, self._eigvec)
+            pair, ratio = self.spectrum.estimate(ctx.x, ctx.sigma, self._eigvec)
             eigvec = self._eigvec = pair.vector
             record["eig_max"] = _numpy(pair.value)
-            record["stiffness_ratio"] = _numpy(self.spectrum.stiffness_ratio(ctx.x, ctx.sigma))
+            record["stiffness_ratio"] = _numpy(ratio)
             if ctx.step.error is not None:
                 record["align_cos_true"] = _numpy(abs_cosine(ctx.step.error, eigvec))
             if ctx.direction is not None:

@@ -40,6 +40,10 @@ class SpectrumEstimator(Protocol):
 
     def stiffness_ratio(self, x: torch.Tensor, sigma: float) -> torch.Tensor: ...
 
+    def estimate(self, x: torch.Tensor, sigma: float, start: torch.Tensor | None) -> tuple[Eigenpair, torch.Tensor]:
+        """Both at once (the dominant eigenpair and the stiffness ratio), sharing work where possible."""
+        ...
+
 
 def _unit(v: torch.Tensor) -> torch.Tensor:
     shape = (-1,) + (1,) * (v.ndim - 1)
@@ -61,14 +65,19 @@ class ExactSpectrum:
         return torch.linalg.eigh(0.5 * (j + j.transpose(1, 2)))
 
     def dominant(self, x: torch.Tensor, sigma: float, start: torch.Tensor | None = None) -> Eigenpair:
-        values, vectors = self.eigen(x, sigma)
-        k = values.abs().argmax(1)
-        rows = torch.arange(len(k), device=x.device)
-        return Eigenpair(values[rows, k], vectors[rows, :, k].reshape(x.shape))
+        return self.estimate(x, sigma, start)[0]
 
     def stiffness_ratio(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
-        magnitude = self.eigen(x, sigma)[0].abs()
-        return magnitude.amax(1) / magnitude.amin(1)
+        return self.estimate(x, sigma)[1]
+
+    def estimate(self, x: torch.Tensor, sigma: float, start: torch.Tensor | None = None) -> tuple[Eigenpair, torch.Tensor]:
+        """One eigendecomposition gives the dominant pair and max|λ|/min|λ|."""
+        values, vectors = self.eigen(x, sigma)
+        magnitude = values.abs()
+        k = magnitude.argmax(1)
+        rows = torch.arange(len(k), device=x.device)
+        pair = Eigenpair(values[rows, k], vectors[rows, :, k].reshape(x.shape))
+        return pair, magnitude.amax(1) / magnitude.amin(1)
 
 
 class IterativeSpectrum:
@@ -120,6 +129,9 @@ class IterativeSpectrum:
 
         ritz = lanczos_ritz_values(symmetric, self._random(x), min(self.lanczos_iterations, x[0].numel()))
         return ritz.abs().amax(1) / ritz.abs().amin(1)
+
+    def estimate(self, x: torch.Tensor, sigma: float, start: torch.Tensor | None = None) -> tuple[Eigenpair, torch.Tensor]:
+        return self.dominant(x, sigma, start), self.stiffness_ratio(x, sigma)
 
 
 def lanczos_ritz_values(matvec: Callable[[torch.Tensor], torch.Tensor], start: torch.Tensor, k: int) -> torch.Tensor:
