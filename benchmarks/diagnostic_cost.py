@@ -39,7 +39,7 @@ CALL_SIGMAS = (80.0, 5.0, 0.5, 0.02)
 # label -> (sample() settings, steps it acts on, extra work per step by construction)
 VARIANTS = {
     "baseline (cheap diagnostics)": (dict(), STEPS, "0 (reuses the solver's stages)"),
-    "+eig exact (toy default)": (dict(eig=True), STEPS, "0 D; 2 analytic dD/dx + 2 batched 2x2 eigh"),
+    "+eig exact (toy default)": (dict(eig=True), STEPS, "0 D; 1 analytic dD/dx + 1 batched 2x2 eigh"),
     "+eig power (20 it, 8 Lanczos)": (
         dict(eig=True, eig_method="power", eig_iterations=20, lanczos_iterations=8),
         STEPS, "20 JVP + 8x(JVP+VJP) + 1 D  (~37 D-passes)"),
