@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import torch
 
@@ -20,8 +20,11 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 @dataclass(frozen=True)
-class SampleConfig:
+class SampleConfig(DiagnosticOptions):
     """Everything that determines a run; ``validate`` names the offending parameter and its limit.
+
+    The diagnostics' switches (``diagnostics``, ``eig``, ``lte_ref``, ``lipschitz``,
+    ``stein_oracle`` and their iteration counts) come from :class:`DiagnosticOptions`.
 
     ``erk_guid`` is ERK-Guid's w_stiff (None: off), ``erk_con`` its w_con. ``cls`` is the class
     (index or name) for conditional models, None for unconditional sampling.
@@ -43,24 +46,13 @@ class SampleConfig:
     erk_con: float = 0.5
     dtype: str = "float32"
     device: str | None = None
-    diagnostics: bool = True
-    # Ground-truth diagnostics (cost model calls; off by default).
-    eig: bool = False
-    eig_method: str = "auto"
-    eig_iterations: int = 20
-    lanczos_iterations: int = 8
-    lte_ref: bool = False
-    lte_ref_substeps: int = 32
-    lipschitz: bool = False
-    lipschitz_iterations: int = 10
-    # SteinDiff (MATH.md §5).
+    # The diagnostics' switches are inherited from DiagnosticOptions; SteinDiff (MATH.md §5):
     stein: bool = False
     stein_probes: int = 5
     stein_gamma_min: float = 1.0
     stein_gamma_max: float = 3.0
     stein_sigma_min: float = 0.0
     stein_sigma_max: float | None = None  # None: no upper limit
-    stein_oracle: bool = False
 
     def validate(self) -> "SampleConfig":
         if self.solver not in SOLVERS:
@@ -84,7 +76,7 @@ class SampleConfig:
             raise ParameterError("dtype", f"must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.device is not None:
             _check_device(self.device)
-        self.erk(), self.diagnostic_options(), self.stein_diff()  # each validates its own fields
+        self.erk(), self.stein_diff()  # each validates its fields (DiagnosticOptions did on construction)
         return self
 
     def erk(self) -> ErkGuid | None:
@@ -97,10 +89,7 @@ class SampleConfig:
         return SteinDiff(self.stein_probes, self.stein_gamma_min, self.stein_gamma_max, self.stein_sigma_min, sigma_max)
 
     def diagnostic_options(self) -> DiagnosticOptions:
-        return DiagnosticOptions(
-            self.diagnostics, self.eig, self.eig_method, self.eig_iterations, self.lanczos_iterations,
-            self.lte_ref, self.lte_ref_substeps, self.lipschitz, self.lipschitz_iterations, self.stein_oracle,
-        )  # fmt: skip
+        return DiagnosticOptions(**{f.name: getattr(self, f.name) for f in fields(DiagnosticOptions)})
 
     @property
     def torch_dtype(self) -> torch.dtype:

@@ -79,7 +79,7 @@ def integrate(
     sig = [float(s) for s in sigmas]
     if any(b >= a for a, b in zip(sig, sig[1:])) or sig[-1] < 0:
         raise ParameterError("sigmas", "must be strictly decreasing and ≥ 0")
-    options = diagnostics if isinstance(diagnostics, DiagnosticOptions) else DiagnosticOptions(basic=bool(diagnostics))
+    options = diagnostics if isinstance(diagnostics, DiagnosticOptions) else DiagnosticOptions(diagnostics=bool(diagnostics))
     generator = torch.Generator().manual_seed(seed + PROBE_SEED_OFFSET)
     ground_truth = None
     if options.any_costly:
@@ -102,10 +102,10 @@ def integrate(
             step = solver.step(evaluate, carried or evaluate(x, sigma), sigma_next, history)
         record["stability_boundary"] = step.boundary
         first = step.stages[0]
-        pair = secant_pair(solver.pair, step, history, sigma_next) if (options.basic or erk or options.eig) else None
+        pair = secant_pair(solver.pair, step, history, sigma_next) if (options.diagnostics or erk or options.eig) else None
         stiffness = secant_stiffness(pair) if pair is not None else None
-        if options.basic:
-            _record_basic(record, step, stiffness, sigma - sigma_next)
+        if options.diagnostics:
+            _record_cheap(record, step, stiffness, sigma - sigma_next)
         x_next, carried, gamma = step.x, step.next_stage, 1.0
         if stein_here:
             gamma = stein.clip(gamma_raw)
@@ -138,7 +138,7 @@ def integrate(
     return x, trace
 
 
-def _record_basic(record: dict, step: StepResult, stiffness, h: float) -> None:
+def _record_cheap(record: dict, step: StepResult, stiffness, h: float) -> None:
     if step.error is not None:
         record["lte"] = _numpy(batch_norm(step.error))
     if stiffness is not None:

@@ -36,9 +36,9 @@ EIG_METHODS = ("auto", "exact", "power")
 
 @dataclass(frozen=True)
 class DiagnosticOptions:
-    """Which diagnostics a run records; the cheap ones (``basic``) cost no model call."""
+    """Which diagnostics a run records; the cheap per-step ones (``diagnostics``) cost no model call."""
 
-    basic: bool = True
+    diagnostics: bool = True
     eig: bool = False
     eig_method: str = "auto"
     eig_iterations: int = 20
