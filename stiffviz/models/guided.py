@@ -43,6 +43,18 @@ class GuidedDenoiser:
     def has_jacobian(self) -> bool:
         return all(hasattr(model, "denoiser_jacobian") for model, _, _ in self.terms)
 
+    def jvp(self, x: torch.Tensor, sigma: float, v: torch.Tensor) -> torch.Tensor:
+        """(∂D_w/∂x) v = Σ_j a_j (∂D_j/∂x) v: each model's own ``denoiser_jvp`` where it has one
+        (no autograd), forward-mode autodiff (``torch.func.jvp``) otherwise."""
+        out = 0
+        for model, cond, a in self.terms:
+            if hasattr(model, "denoiser_jvp"):
+                jv = model.denoiser_jvp(x, sigma, v, cond)
+            else:
+                jv = torch.func.jvp(lambda y: model(y, sigma, cond), (x,), (v,))[1]  # noqa: B023
+            out = out + a * jv
+        return out
+
     def jacobian(self, x: torch.Tensor, sigma: float | torch.Tensor) -> torch.Tensor:
         """∂D_w/∂x = Σ_j a_j ∂D_j/∂x, shape (B, d, d); needs ``has_jacobian``."""
         return sum(a * model.denoiser_jacobian(x, sigma, cond) for model, cond, a in self.terms)

@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import copy
+from functools import lru_cache
 
 import torch
 
 from ..errors import ParameterError
+from .empirical import digits
 from .toys import TOYS
+
+BUILDERS = {
+    **TOYS,
+    "digits": lru_cache(maxsize=None)(lambda: digits(8)),
+    "digits16": lru_cache(maxsize=None)(lambda: digits(16)),
+}
 
 
 def list_models() -> list[str]:
-    """Names accepted by :func:`load_model`."""
-    return list(TOYS)
+    """Names accepted by :func:`load_model` (besides ``diffusers:PATH``)."""
+    return list(BUILDERS)
 
 
 def load_model(name: str, device: str | torch.device | None = None, dtype: torch.dtype | None = None):
@@ -21,9 +29,9 @@ def load_model(name: str, device: str | torch.device | None = None, dtype: torch
     ``device`` and ``dtype`` become the model's defaults (``model.device``, ``model.dtype``;
     CPU and float32 when not given); the toys accept any float dtype and device anyway.
     """
-    if name not in TOYS:
+    if name not in BUILDERS:
         raise ParameterError("model", f"must be one of {', '.join(list_models())}, got {name!r}")
-    model = copy.copy(TOYS[name]())  # shallow: shares the cached parameters
+    model = copy.copy(BUILDERS[name]())  # shallow: shares the cached parameters
     model.device = torch.device(device) if device is not None else torch.device("cpu")
     model.dtype = dtype or torch.float32
     return model
