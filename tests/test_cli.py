@@ -76,3 +76,9 @@ def test_ground_truth_and_stein_flags(tmp_path, capsys):
     assert trace.config["stein_gamma_max"] == 2.0 and trace.config["eig"] is True
     assert all(s["stein_gamma"] <= 2.0 for s in trace.steps if "stein_gamma" in s)
     assert {"eig_max", "lte_ref", "lipschitz", "stein_gamma_oracle"} <= set(trace.fields())
+
+
+def test_metrics_for_an_image_model(capsys):
+    assert main(["sample", "--model", "digits", "--steps", "8", "--batch", "32", "--class", "3", "--metrics"]) == 0
+    text = capsys.readouterr().out
+    assert "accuracy" in text and "fd" in text and "recall" in text
