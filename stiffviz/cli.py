@@ -22,6 +22,7 @@ from .sampler import sample
 from .schedules import SCHEDULES
 from .solvers import SOLVERS
 from .trace import Trace
+from .train import add_train_parser, run_train
 
 DEFAULTS = SampleConfig()
 
@@ -69,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", action="store_true", help="print sample-quality measures against the exact model")
     p.add_argument("--trace-out", default=None, metavar="F.json", help="write the trace as JSON (a .csv name writes CSV)")
     p.add_argument("--samples-out", default=None, metavar="F.npy", help="write the final samples as a NumPy array")
+    add_train_parser(commands)
     return parser
 
 
@@ -140,7 +142,7 @@ def run_sample(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return run_sample(args)
+        return run_train(args) if args.command == "train" else run_sample(args)
     except ParameterError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

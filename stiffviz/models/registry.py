@@ -10,11 +10,13 @@ import torch
 from ..errors import ParameterError
 from .empirical import digits
 from .toys import TOYS
+from .unet import load_digits_unet
 
 BUILDERS = {
     **TOYS,
     "digits": lru_cache(maxsize=None)(lambda: digits(8)),
     "digits16": lru_cache(maxsize=None)(lambda: digits(16)),
+    "digits-unet": load_digits_unet,  # a fresh wrapper per call; the weights are cached per file
 }
 
 
