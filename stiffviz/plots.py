@@ -1,0 +1,126 @@
+"""Plotly figures from traces: the charts of the app and of exported reports (no mathematics here
+beyond order statistics of recorded numbers).
+
+Every per-sample diagnostic is drawn as its median over samples with a band from the first
+to the third quartile; several runs (e.g. guidance on and off) are overlaid in one figure.
+The x axis is the step index or σ_i on a log axis. Figures carry a fixed ``uirevision`` so a
+browser keeps the user's zoom and legend choices while a streaming run redraws them.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+import plotly.graph_objects as go
+
+from .solvers import get_solver
+from .trace import Trace
+
+CHARTS = {
+    "stiffness": (("stiffness", "ρ̂ (secant)"), ("stiffness_z", "z = |h| ρ̂")),
+    "lte": (("lte", "‖e‖ embedded"), ("lte_ref", "‖e*‖ reference")),
+    "alignment": (("align_cos_est", "|cos(e, v̂)|"), ("align_cos_true", "|cos(e, v₁)|"),
+                  ("align_cos_ref", "|cos(e*, v₁)|"), ("align_cos_vhat", "|cos(v̂, v₁)|")),
+    "stein": (("stein_gamma", "γ applied"), ("stein_gamma_raw", "γ raw"), ("stein_gamma_oracle", "γ* oracle")),
+    "lipschitz": (("lipschitz", "L = ‖∂T/∂x‖₂"),),
+}  # fmt: skip
+TITLES = {"stiffness": "Stiffness", "lte": "Local truncation error", "alignment": "Alignment with the dominant direction",
+          "stein": "SteinDiff coefficient", "lipschitz": "Lipschitz constant of the step map"}  # fmt: skip
+LOG_Y = {"stiffness", "lte"}
+COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
+DASHES = ("solid", "dash", "dot", "dashdot")
+
+
+def quartiles(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-step 25th, 50th and 75th percentiles over samples of a (steps, B) array, NaN-aware."""
+    out = np.full((3, values.shape[0]), np.nan)
+    for row, v in enumerate(values):
+        v = v[np.isfinite(v)]
+        if v.size:
+            out[:, row] = np.percentile(v, [25, 50, 75])
+    return out[0], out[1], out[2]
+
+
+def _x(trace: Trace, axis: str) -> np.ndarray:
+    return trace.column("sigma") if axis == "sigma" else trace.column("i")
+
+
+def _rgba(hex_colour: str, alpha: float) -> str:
+    r, g, b = (int(hex_colour[k : k + 2], 16) for k in (1, 3, 5))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+def trace_figure(chart: str, runs: Mapping[str, Trace], x_axis: str = "step") -> go.Figure:
+    """One chart (a key of ``CHARTS``) for every run in ``runs`` (label → trace).
+
+    Per-sample fields: median line and interquartile band; batch fields (γ): one line.
+    The stiffness chart also draws each run's stability boundary against z.
+    """
+    if chart not in CHARTS:
+        raise ValueError(f"chart must be one of {', '.join(CHARTS)}, got {chart!r}")
+    fig = go.Figure()
+    for r, (label, trace) in enumerate(runs.items()):
+        x = _x(trace, x_axis)
+        for f, (field, name) in enumerate(CHARTS[chart]):
+            if field not in trace.fields():
+                continue
+            colour, dash = COLOURS[f % len(COLOURS)], DASHES[r % len(DASHES)]
+            column = trace.column(field)
+            legend = f"{name} · {label}" if len(runs) > 1 else name
+            if column.ndim == 1:
+                fig.add_trace(go.Scatter(x=x, y=column, name=legend, mode="lines+markers",
+                                         line=dict(color=colour, dash=dash)))  # fmt: skip
+                continue
+            low, mid, high = quartiles(column)
+            group = f"{field}-{label}"
+            fig.add_trace(go.Scatter(x=x, y=high, mode="lines", line=dict(width=0), showlegend=False,
+                                     legendgroup=group, hoverinfo="skip"))  # fmt: skip
+            fig.add_trace(go.Scatter(x=x, y=low, mode="lines", line=dict(width=0), fill="tonexty",
+                                     fillcolor=_rgba(colour, 0.15), showlegend=False, legendgroup=group,
+                                     hoverinfo="skip"))  # fmt: skip
+            fig.add_trace(go.Scatter(x=x, y=mid, name=legend + " (median, IQR band)", mode="lines+markers",
+                                     line=dict(color=colour, dash=dash), legendgroup=group))  # fmt: skip
+        if chart == "stiffness" and "stiffness_z" in trace.fields():
+            fig.add_trace(go.Scatter(x=x, y=trace.column("stability_boundary"), mode="lines",
+                                     name="stability boundary" + (f" · {label}" if len(runs) > 1 else ""),
+                                     line=dict(color="black", dash=DASHES[r % len(DASHES)], width=1)))  # fmt: skip
+    fig.update_layout(
+        title=TITLES[chart], uirevision=chart, template="plotly_white", height=320,
+        margin=dict(l=50, r=10, t=40, b=40), legend=dict(orientation="h", y=-0.25),
+        xaxis=dict(title="σ_i" if x_axis == "sigma" else "step i",
+                   type="log" if x_axis == "sigma" else "linear", autorange="reversed" if x_axis == "sigma" else True),
+        yaxis=dict(type="log" if chart in LOG_Y else "linear"),
+    )  # fmt: skip
+    return fig
+
+
+def stability_figure(solver: str, trace: Trace | None = None, extent: float = 4.0, resolution: int = 241) -> go.Figure:
+    """The solver's stability region {z : growth(z) ≤ 1} and each step's z = hλ₁ on it.
+
+    h = σ_{i+1} − σ_i and λ₁ = ``eig_max`` (median over samples) when recorded; otherwise the
+    secant estimate z = −|h| ρ̂ on the negative real axis. Steps outside the region are the
+    ones an explicit solver cannot take stably along that direction.
+    """
+    method = get_solver(solver)
+    re = np.linspace(-extent, 1.0, resolution)
+    im = np.linspace(-extent / 1.5, extent / 1.5, resolution)
+    growth = method.amplification(re[None, :] + 1j * im[:, None])
+    fig = go.Figure(go.Contour(x=re, y=im, z=(growth <= 1.0).astype(float), showscale=False,
+                               contours=dict(start=0.5, end=0.5, size=1, coloring="fill"),
+                               colorscale=[[0, "white"], [1, "#c6dbef"]], name="stable region", hoverinfo="skip"))  # fmt: skip
+    if trace is not None and trace.steps:
+        h = trace.column("sigma_next") - trace.column("sigma")
+        if "eig_max" in trace.fields():
+            z, source = h * quartiles(trace.column("eig_max"))[1], "z = h·λ₁ (median)"
+        else:
+            z, source = -np.abs(h) * quartiles(trace.column("stiffness"))[1], "z = −|h|·ρ̂ (median)"
+        steps = trace.column("i")
+        keep = np.isfinite(z)
+        fig.add_trace(go.Scatter(x=z[keep], y=np.zeros(keep.sum()), mode="markers+text", name=source,
+                                 text=[str(int(s)) for s in steps[keep]], textposition="top center",
+                                 marker=dict(size=9, color=steps[keep], colorscale="Viridis")))  # fmt: skip
+    fig.update_layout(title=f"Stability region of {solver}", template="plotly_white", height=360,
+                      xaxis=dict(title="Re z", range=[-extent, 1.0]), yaxis=dict(title="Im z", scaleanchor="x"),
+                      uirevision=f"stability-{solver}", margin=dict(l=50, r=10, t=40, b=40))  # fmt: skip
+    return fig
