@@ -18,12 +18,16 @@ def get_solver(name: str) -> Solver:
     return SOLVERS[name]()
 
 
+NFE_PER_STEP = {"euler": 1, "heun": 2, "dpm2": 2, "dpmpp2m": 1, "rk4": 4}
+
+
 def nfe_for(name: str, steps: int) -> int:
-    """Denoiser evaluations of ``steps`` steps ending at σ = 0 (the last step is Euler)."""
-    per_step = {"euler": 1, "heun": 2, "dpm2": 2, "dpmpp2m": 1, "rk4": 4}
+    """Denoiser evaluations of ``steps`` steps ending at σ = 0 (the last step is Euler),
+    without ERK-Guid or SteinDiff (which break Bogacki–Shampine's first-same-as-last reuse)."""
+    get_solver(name)  # validates the name
     if name == "bosh3":  # 4 on the first step, 3 after (first same as last), none on the last
         return 1 if steps == 1 else 4 + 3 * (steps - 2)
-    return per_step[get_solver(name).name] * (steps - 1) + 1
+    return NFE_PER_STEP[name] * (steps - 1) + 1
 
 
 __all__ = ["SOLVERS", "Solver", "Stage", "StepResult", "RungeKuttaSolver", "DPMSolverPP2M", "Tableau",
