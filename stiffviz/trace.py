@@ -72,7 +72,7 @@ class Trace:
         out = np.full((len(self.steps), batch), np.nan)
         for row, step in enumerate(self.steps):
             if step.get(name) is not None:
-                out[row] = np.array([np.nan if v is None else float(v) for v in np.asarray(step[name], dtype=object)])
+                out[row] = np.asarray(step[name], dtype=float)  # loading turned nulls into NaN
         return out
 
     def step_median(self, name: str) -> np.ndarray:
