@@ -204,13 +204,23 @@ class Session:
     request: Request
     runs: dict[str, RunRecord] = field(default_factory=dict)
 
+    def plan(self) -> list[tuple[str, dict]]:
+        """The runs to make, (label, settings): the request, then its unguided twin when comparing."""
+        request = self.request
+        plan = [(GUIDED if request.has_guidance else "run", request.settings)]
+        if request.compare and request.has_guidance:
+            plan.append((UNGUIDED, request.unguided()))
+        return plan
+
     @property
     def done(self) -> bool:
-        return bool(self.runs) and all(run.done for run in self.runs.values())
+        """Every planned run has ended (or one stopped with an error, which ends the session)."""
+        runs = self.runs.values()
+        return any(run.error for run in runs) or (len(self.runs) == len(self.plan()) and all(r.done for r in runs))
 
     @property
     def steps_done(self) -> int:
-        return min(len(run.states) for run in self.runs.values()) - 1 if self.runs else 0
+        return max(min((len(run.states) for run in self.runs.values()), default=1) - 1, 0)
 
 
 def _worker(model, settings: dict, events: queue.Queue) -> None:
@@ -264,10 +274,7 @@ def stream_session(request: Request, model=None) -> Iterator[Session]:
     twin when ``request.compare`` (and the request has guidance to switch off)."""
     model = model if model is not None else load_model(request.model)
     session = Session(request)
-    plan = [(GUIDED if request.has_guidance else "run", request.settings)]
-    if request.compare and request.has_guidance:
-        plan.append((UNGUIDED, request.unguided()))
-    for label, settings in plan:
+    for label, settings in session.plan():
         for run in stream_run(model, label, settings):
             session.runs[label] = run
             yield session

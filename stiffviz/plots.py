@@ -28,6 +28,9 @@ CHARTS = {
 TITLES = {"stiffness": "Stiffness", "lte": "Local truncation error", "alignment": "Alignment with the dominant direction",
           "stein": "SteinDiff coefficient", "lipschitz": "Lipschitz constant of the step map"}  # fmt: skip
 LOG_Y = {"stiffness", "lte"}
+HINTS = {"stiffness": "the cheap diagnostics", "lte": "the cheap diagnostics (Euler has no embedded estimate)",
+         "alignment": "the cheap diagnostics or Jacobian eigenvectors", "stein": "SteinDiff",
+         "lipschitz": "the Lipschitz diagnostic"}  # fmt: skip
 COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 DASHES = ("solid", "dash", "dot", "dashdot")
 
@@ -85,6 +88,9 @@ def trace_figure(chart: str, runs: Mapping[str, Trace], x_axis: str = "step") ->
             fig.add_trace(go.Scatter(x=x, y=trace.column("stability_boundary"), mode="lines",
                                      name="stability boundary" + (f" · {label}" if len(runs) > 1 else ""),
                                      line=dict(color="black", dash=DASHES[r % len(DASHES)], width=1)))  # fmt: skip
+    if not fig.data:
+        fig.add_annotation(text=f"not recorded in this run: turn on {HINTS[chart]}", showarrow=False,
+                           x=0.5, y=0.5, xref="paper", yref="paper", font=dict(color="grey"))  # fmt: skip
     fig.update_layout(
         title=TITLES[chart], uirevision=chart, template="plotly_white", height=320,
         margin=dict(l=50, r=10, t=40, b=40), legend=dict(orientation="h", y=-0.25),

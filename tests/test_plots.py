@@ -80,3 +80,9 @@ def test_stability_region_and_step_points(runs):
 def test_unknown_chart_is_refused(runs):
     with pytest.raises(ValueError, match="chart"):
         trace_figure("energy", runs)
+
+
+def test_a_chart_with_nothing_recorded_says_what_to_turn_on(runs):
+    empty = trace_figure("lipschitz", {"ERK-Guid": runs["ERK-Guid"]})
+    assert not empty.data and "turn on the Lipschitz diagnostic" in empty.layout.annotations[0].text
+    assert not trace_figure("lipschitz", {"off": runs["off"]}).layout.annotations

@@ -32,11 +32,12 @@ def test_particle_figure_draws_the_density_paths_and_particles():
     paths = [torch.randn(10, 2, generator=g) * s for s in (3.0, 1.0, 0.5)]
     fig = particle_figure(model, paths, sigma=0.5, extent=2.0, resolution=21)
     heat, lines, dots = fig.data
-    grid = torch.linspace(-2, 2, 21, dtype=torch.float64)
+    grid = torch.linspace(-2, 2, 21, dtype=torch.float64)  # log p in float64, independently of the float32 view
     xx, yy = torch.meshgrid(grid, grid, indexing="xy")
     expected = model.log_prob(torch.stack([xx.flatten(), yy.flatten()], 1), 0.5).view(21, 21)
     expected = expected.clamp_min(expected.max() - 12).numpy()
-    assert np.allclose(np.array(heat.z, dtype=float), expected)
+    assert np.allclose(np.array(heat.z, dtype=float), expected, rtol=1e-5, atol=1e-3)
+    assert np.allclose(np.array(heat.x, dtype=float), grid.numpy())
     assert np.allclose(np.array(dots.x, dtype=float), paths[-1][:, 0].numpy())
     xs = np.array(lines.x, dtype=float)
     assert np.isnan(xs).sum() == 10 and np.allclose(xs[:3], [p[0, 0].item() for p in paths])
