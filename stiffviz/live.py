@@ -38,20 +38,21 @@ GUIDED, UNGUIDED = "guidance on", "guidance off"
 class ModelLimits:
     """Server-side limits of one model in the app (the page shows them)."""
 
+    name: str
     max_steps: int
     max_batch: int
     default_batch: int
 
 
-TOY_LIMITS = ModelLimits(max_steps=200, max_batch=4096, default_batch=1024)
+TOY_LIMITS = dict(max_steps=200, max_batch=4096, default_batch=1024)
 MODEL_LIMITS = {
-    "digits": ModelLimits(100, 256, 36),
-    "digits16": ModelLimits(100, 64, 16),
-    "digits-unet": ModelLimits(64, 64, 16),
+    "digits": dict(max_steps=100, max_batch=256, default_batch=36),
+    "digits16": dict(max_steps=100, max_batch=64, default_batch=16),
+    "digits-unet": dict(max_steps=64, max_batch=64, default_batch=16),
 }
-DIFFUSERS_LIMITS = ModelLimits(50, 4, 2)
+DIFFUSERS_LIMITS = dict(max_steps=50, max_batch=4, default_batch=2)
 
-# Numeric inputs: (low, high, integer?). Steps and batch are bounded per model as well.
+# Numeric inputs: (low, high, integer?); the highs of steps and batch are the model's (limits_for).
 INPUT_RANGES: dict[str, tuple[float, float, bool]] = {
     "steps": (1, 1000, True),
     "batch": (1, 4096, True),
@@ -86,9 +87,8 @@ def available_models(extra: str | None = None) -> list[str]:
 
 def limits_for(model: str) -> ModelLimits:
     """The app's step and batch limits for ``model``."""
-    if model.startswith("diffusers:"):
-        return DIFFUSERS_LIMITS
-    return MODEL_LIMITS.get(model, TOY_LIMITS)
+    limits = DIFFUSERS_LIMITS if model.startswith("diffusers:") else MODEL_LIMITS.get(model, TOY_LIMITS)
+    return ModelLimits(model, **limits)
 
 
 def limits_table(models: list[str]) -> str:
@@ -97,9 +97,13 @@ def limits_table(models: list[str]) -> str:
     return "\n".join(["| model | max steps | max batch |", "|---|---|---|", *rows])
 
 
-def _number(name: str, value: Any) -> float | int:
+def _number(name: str, value: Any, limits: ModelLimits) -> float | int:
+    """``value`` as a number within its range (steps and batch: within the model's limits)."""
     low, high, integer = INPUT_RANGES[name]
+    high = {"steps": limits.max_steps, "batch": limits.max_batch}.get(name, high)
     kind = f"an integer in [{int(low)}, {int(high)}]" if integer else f"a number in [{low:g}, {high:g}]"
+    if name in ("steps", "batch"):
+        kind += f" for the model {limits.name}"
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -139,11 +143,7 @@ def parse_request(values: Mapping[str, Any], models: list[str]) -> Request:
     if missing:
         raise ParameterError(missing[0], "is missing from the request")
     model = _choice("model", values["model"], models)
-    numbers = {name: _number(name, values[name]) for name in INPUT_RANGES}
-    limits = limits_for(model)
-    for name, limit in (("steps", limits.max_steps), ("batch", limits.max_batch)):
-        if numbers[name] > limit:
-            raise ParameterError(name, f"must be ≤ {limit} for the model {model}, got {numbers[name]}")
+    numbers = {name: _number(name, values[name], limits_for(model)) for name in INPUT_RANGES}
     _choice("solver", values["solver"], list(SOLVERS))
     _choice("schedule", values["schedule"], list(SCHEDULES))
     cls = values["cls"]

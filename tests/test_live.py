@@ -25,12 +25,12 @@ def request(**changes):
 @pytest.mark.parametrize(
     ("changes", "parameter", "limit"),
     [
-        (dict(steps=201), "steps", "≤ 200 for the model tree"),
-        (dict(model="digits", steps=101), "steps", "≤ 100 for the model digits"),
-        (dict(model="digits16", batch=65), "batch", "≤ 64 for the model digits16"),
-        (dict(steps=0), "steps", "[1, 1000]"),
+        (dict(steps=201), "steps", "[1, 200] for the model tree"),
+        (dict(model="digits", steps=101), "steps", "[1, 100] for the model digits"),
+        (dict(model="digits16", batch=65), "batch", "[1, 64] for the model digits16"),
+        (dict(steps=0), "steps", "[1, 200]"),
         (dict(steps=2.5), "steps", "an integer"),
-        (dict(batch="many"), "batch", "[1, 4096]"),
+        (dict(batch="many"), "batch", "an integer in [1, 4096] for the model tree"),
         (dict(seed=-1), "seed", "[0, 2147483647]"),
         (dict(cfg=float("nan")), "cfg", "[0, 10]"),
         (dict(autoguidance=11), "autoguidance", "[0, 10]"),

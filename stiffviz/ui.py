@@ -1,0 +1,295 @@
+"""The Gradio app: controls, the live run, charts, comparison, stability view, export, Learn tab.
+
+Layout and wiring only. Every number comes from the library (:mod:`stiffviz.live` runs and
+checks requests, :mod:`stiffviz.plots` and :mod:`stiffviz.render` draw); the event handlers
+are plain functions of the inputs (``run``, ``scrub``, ``redraw``, ``export``,
+``on_model_change``), testable without a browser. ``run`` is a generator: it yields the page's
+outputs after every sampler step, so the charts and the picture grow while the run goes on.
+"""
+
+from __future__ import annotations
+
+import functools
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator
+
+import gradio as gr
+import torch
+
+from .errors import ParameterError
+from .live import (
+    DEFAULTS, INPUT_RANGES, INPUTS, NO_CLASS, RunRecord, Session, available_models, limits_for,
+    limits_table, nfe_text, parse_request, results_rows, step_status, stream_session, with_steps,
+)  # fmt: skip
+from .models import load_model
+from .plots import CHARTS, stability_figure, trace_figure
+from .render import image_grid, particle_figure
+from .report import write_exports
+from .schedules import SCHEDULES
+from .solvers import SOLVERS
+from .ui_learn import build_learn_tab
+
+X_AXES = {"step": "step", "σ (log)": "sigma"}
+CONCURRENCY_LIMIT = 2  # runs at once per event; more requests wait in the queue
+QUEUE_SIZE = 32
+INTRO = """# stiffviz: a stiffness microscope for diffusion sampling
+Pick a model and a solver, switch guidance on or off and press **Run**. The charts show, at every
+step, how stiff the probability-flow ODE is (ρ̂, and z = |h|ρ̂ against the solver's stability
+boundary), how large the local truncation error is, whether it points along the Jacobian's
+dominant eigenvector, and what SteinDiff's coefficient did. With *compare* on, the same seed is
+run again with every guidance off and both runs are overlaid (solid: on, dashed: off)."""
+
+
+def device() -> torch.device:
+    """CUDA when present (a GPU or ZeroGPU Space), the CPU otherwise."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@functools.lru_cache(maxsize=None)
+def _model(name: str):
+    """The model ``name`` on :func:`device`, loaded once per server (models keep no run state)."""
+    return load_model(name, device=device())
+
+
+def _is_image(model) -> bool:
+    return len(model.shape) == 3
+
+
+# ---------------------------------------------------------------- rendering a session
+def _views(session: Session, model, k: int | None, finished: dict | None = None) -> tuple[Any, Any, Any]:
+    """(2-D view of the first run, 2-D view of the second, image gallery) at step k (None: latest).
+
+    ``finished`` (label → figure) keeps the views of runs that have ended, drawn once.
+    """
+    runs = [run if k is None else with_steps(run, k) for run in session.runs.values() if run.states]
+    if not runs:
+        return gr.skip(), gr.skip(), gr.skip()
+    if _is_image(model):
+        gallery = []
+        for run in runs:
+            i = len(run.states) - 1
+            sigma = run.sigma(i)
+            gallery += [(image_grid(run.states[i]), f"{run.label} · x at step {i} (σ = {sigma:.3g})"),
+                        (image_grid(run.preview(i)), f"{run.label} · x0 preview D(x; σ)")]  # fmt: skip
+        return gr.update(visible=False), gr.update(visible=False), gr.update(value=gallery, visible=True)
+    finished = {} if finished is None else finished
+    figures = [finished[run.label] if run.label in finished else _particles(run, model) for run in runs]
+    if k is None:
+        finished.update((run.label, figure) for run, figure in zip(runs, figures) if run.done)
+    second = figures[1] if len(figures) > 1 else None
+    return (gr.update(value=figures[0], visible=True), gr.update(value=second, visible=second is not None),
+            gr.update(visible=False))  # fmt: skip
+
+
+def _particles(run: RunRecord, model):
+    i = len(run.states) - 1
+    sigma = run.sigma(i)
+    figure = particle_figure(model, run.states, sigma, run.trace.config.get("cls"))
+    figure.update_layout(title=f"{run.label}: particles at step {i}, σ = {sigma:.3g}")
+    return figure
+
+
+def _charts(session: Session, x_axis: str) -> list:
+    runs = {run.label: run.trace for run in session.runs.values() if run.trace.steps}
+    return [trace_figure(chart, runs, X_AXES.get(x_axis, "step")) for chart in CHARTS]
+
+
+def _stability(session: Session):
+    first = next(iter(session.runs.values()))
+    return stability_figure(session.request.settings["solver"], first.trace if first.trace.steps else None)
+
+
+def _results(session: Session):
+    header, rows = results_rows(session)
+    return gr.update(value=rows, headers=header)
+
+
+def _frame(session: Session, model, x_axis: str, finished: dict) -> tuple:
+    """Every output of ``run`` for the session as it stands (the stability view once done)."""
+    done = session.done
+    slider = gr.update(maximum=max(session.steps_done, 1), value=session.steps_done, interactive=done)
+    return (step_status(session), *_views(session, model, None, finished), *_charts(session, x_axis),
+            _stability(session) if done else gr.skip(), _results(session), slider, session)  # fmt: skip
+
+
+def _message(text: str) -> tuple:
+    """Outputs that only show ``text`` (a rejected request): everything else unchanged."""
+    return (f"⚠️ {text}", *(gr.skip() for _ in range(OUTPUT_COUNT - 1)))
+
+
+# ---------------------------------------------------------------- event handlers
+def run(*values: Any, models: list[str] | None = None) -> Iterator[tuple]:
+    """The run button: check the inputs (``INPUTS`` order, then the x axis), stream the session.
+
+    A rejected input yields one message naming the parameter and its limit; a diverged run
+    shows its steps up to the divergence and says where and why it stopped.
+    """
+    *inputs, x_axis = values
+    try:
+        request = parse_request(dict(zip(INPUTS, inputs)), models or available_models())
+        model = _model(request.model)
+        finished: dict = {}
+        for session in stream_session(request, model):
+            yield _frame(session, model, x_axis, finished)
+    except ParameterError as err:
+        yield _message(str(err))
+
+
+def scrub(session: Session | None, k: Any) -> tuple:
+    """The step slider: the state and x0 preview at step k of the recorded runs (no recomputing)."""
+    if session is None or not session.runs or not session.done:
+        return (gr.skip(),) * 4
+    k = max(0, min(int(k), session.steps_done))
+    model = _model(session.request.model)
+    return (step_status(session, k), *_views(session, model, k))
+
+
+def redraw(session: Session | None, x_axis: str) -> list:
+    """The x-axis toggle: the charts again against step or log σ."""
+    if session is None or not session.runs:
+        return [gr.skip()] * len(CHARTS)
+    return _charts(session, x_axis)
+
+
+def export(session: Session | None) -> Any:
+    """The export button: trace JSON and CSV, samples and an HTML report of every finished run."""
+    if session is None or not session.done:
+        raise gr.Error("Run the sampler first: there is nothing to export yet.")
+    finished = {label: run for label, run in session.runs.items() if run.samples is not None}
+    directory = Path(tempfile.mkdtemp(prefix="stiffviz-"))
+    return [str(path) for path in write_exports(finished, directory, _model(session.request.model))]
+
+
+def on_model_change(name: str) -> tuple:
+    """Model dropdown: its classes, whether CFG and Autoguidance apply, its step and batch limits."""
+    try:
+        model = load_model(name)
+    except (ParameterError, OSError) as err:
+        return (gr.skip(),) * 6 + (f"⚠️ {err}",)
+    classes = [NO_CLASS, *(model.classes or ())]
+    limits = limits_for(name)
+    return (
+        gr.update(choices=classes, value=NO_CLASS, interactive=model.classes is not None),
+        gr.update(interactive=model.classes is not None, value=1.0),
+        gr.update(interactive=getattr(model, "weak", None) is not None, value=1.0),
+        gr.update(maximum=limits.max_steps),
+        gr.update(maximum=limits.max_batch, value=limits.default_batch),
+        gr.update(value=hasattr(model, "denoiser_jacobian")),  # exact eigenpairs are cheap; power iteration is not
+        f"Limits for **{name}**: at most {limits.max_steps} steps and a batch of {limits.max_batch}.",
+    )
+
+
+# ---------------------------------------------------------------- layout
+OUTPUT_COUNT = 1 + 3 + len(CHARTS) + 1 + 1 + 1 + 1
+
+
+def _gpu(fn):
+    """Wrap ``fn`` for ZeroGPU when the ``spaces`` package is importable (a Hugging Face Space)."""
+    try:
+        import spaces
+    except ImportError:
+        return fn
+    return spaces.GPU(fn)
+
+
+def build_app(diffusers_model: str | None = None) -> gr.Blocks:
+    """The whole page; ``diffusers_model`` ("diffusers:PATH") adds the server's own model."""
+    models = available_models(diffusers_model)
+    default_limits = limits_for(DEFAULTS["model"])
+    with gr.Blocks(title="stiffviz") as app:
+        gr.Markdown(INTRO)
+        session = gr.State(None)
+        with gr.Tab("Sampler"):
+            with gr.Row():
+                with gr.Column(scale=1, min_width=300):
+                    c = _controls(models, default_limits)
+                    run_button = gr.Button("Run", variant="primary", elem_id="run-button")
+                    limits_note = gr.Markdown(f"Limits for **tree**: at most {default_limits.max_steps} steps "
+                                              f"and a batch of {default_limits.max_batch}.")  # fmt: skip
+                    with gr.Accordion("Server limits per model", open=False):
+                        gr.Markdown(limits_table(models), elem_id="limits-table")
+                with gr.Column(scale=3):
+                    status = gr.Markdown("Press **Run** to sample.", elem_id="status")
+                    with gr.Row():
+                        view_a = gr.Plot(label="particles", elem_id="view-a")
+                        view_b = gr.Plot(label="particles (guidance off)", visible=False, elem_id="view-b")
+                        gallery = gr.Gallery(label="state and x0 preview", columns=2, format="png",
+                                             visible=False, elem_id="gallery")  # fmt: skip
+                    step = gr.Slider(0, 1, value=0, step=1, label="step (scrub after the run)", interactive=False,
+                                     elem_id="step-slider")  # fmt: skip
+                    x_axis = gr.Radio(list(X_AXES), value="step", label="chart x axis", elem_id="x-axis")
+                    charts = []
+                    for row in range(0, len(CHARTS), 2):
+                        with gr.Row():
+                            charts += [gr.Plot(label=name, elem_id=f"chart-{name}") for name in list(CHARTS)[row:row + 2]]
+                    stability = gr.Plot(label="stability region", elem_id="chart-stability")
+                    results = gr.Dataframe(label="results", interactive=False, elem_id="results")
+                    export_button = gr.Button("Export trace, samples and HTML report", elem_id="export-button")
+                    files = gr.File(label="downloads", file_count="multiple", elem_id="downloads")
+        with gr.Tab("Learn"):
+            build_learn_tab()
+
+        inputs = [c[name] for name in INPUTS] + [x_axis]
+        outputs = [status, view_a, view_b, gallery, *charts, stability, results, step, session]
+        # preprocess=False: the raw values reach ``run``, which checks each one and names it in its message
+        # (Gradio's own slider check would reject an API caller's value without naming the input).
+        run_button.click(_gpu(functools.partial(run, models=models)), inputs, outputs, api_name="run",
+                         concurrency_limit=CONCURRENCY_LIMIT, preprocess=False)  # fmt: skip
+        step.input(scrub, [session, step], [status, view_a, view_b, gallery], api_name="scrub",
+                   trigger_mode="always_last")  # fmt: skip
+        x_axis.change(redraw, [session, x_axis], charts, api_name="redraw")
+        export_button.click(export, [session], files, api_name="export")
+        c["model"].change(on_model_change, [c["model"]], [c["cls"], c["cfg"], c["autoguidance"], c["steps"],
+                                                          c["batch"], c["eig"], limits_note], api_name=False)  # fmt: skip
+        nfe_inputs = [c["solver"], c["steps"], c["cfg"], c["autoguidance"]]
+        for name in ("solver", "steps", "cfg", "autoguidance"):
+            c[name].change(nfe_text, nfe_inputs, c["nfe"], api_name=False)
+    return app
+
+
+def queued(app: gr.Blocks) -> gr.Blocks:
+    """``app`` with its queue on: at most ``CONCURRENCY_LIMIT`` runs at once, ``QUEUE_SIZE`` waiting."""
+    return app.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_SIZE)
+
+
+def _controls(models: list[str], limits) -> dict[str, gr.components.Component]:
+    """The input widgets by name (the names of ``INPUTS``), plus the NFE note."""
+    d, r = DEFAULTS, INPUT_RANGES
+    c: dict[str, Any] = {}
+    c["model"] = gr.Dropdown(models, value=d["model"], label="model", elem_id="model")
+    with gr.Row():
+        c["cls"] = gr.Dropdown([NO_CLASS, "A", "B"], value=d["cls"], label="class", elem_id="class")
+        c["cfg"] = gr.Slider(*r["cfg"][:2], value=d["cfg"], step=0.1, label="CFG weight (1 = off)")
+    c["autoguidance"] = gr.Slider(*r["autoguidance"][:2], value=d["autoguidance"], step=0.1,
+                                  label="Autoguidance weight (1 = off)")  # fmt: skip
+    with gr.Row():
+        c["solver"] = gr.Dropdown(list(SOLVERS), value=d["solver"], label="solver", elem_id="solver")
+        c["steps"] = gr.Slider(1, limits.max_steps, value=d["steps"], step=1, label="steps", elem_id="steps")
+    c["nfe"] = gr.Markdown(nfe_text(d["solver"], d["steps"]), elem_id="nfe")
+    with gr.Accordion("Advanced: noise schedule", open=False):
+        c["schedule"] = gr.Radio(list(SCHEDULES), value=d["schedule"], label="schedule")
+        with gr.Row():
+            c["sigma_min"] = gr.Number(d["sigma_min"], label="σ_min", minimum=r["sigma_min"][0], maximum=r["sigma_min"][1])
+            c["sigma_max"] = gr.Number(d["sigma_max"], label="σ_max", minimum=r["sigma_max"][0], maximum=r["sigma_max"][1])
+            c["rho"] = gr.Number(d["rho"], label="ρ (Karras)", minimum=r["rho"][0], maximum=r["rho"][1])
+    with gr.Group():
+        c["erk_on"] = gr.Checkbox(d["erk_on"], label="ERK-Guid (error as a guidance signal)", elem_id="erk-on")
+        with gr.Row():
+            c["erk_guid"] = gr.Slider(*r["erk_guid"][:2], value=d["erk_guid"], step=0.05, label="w_stiff")
+            c["erk_con"] = gr.Slider(*r["erk_con"][:2], value=d["erk_con"], step=0.05, label="w_con")
+    with gr.Group():
+        c["stein_on"] = gr.Checkbox(d["stein_on"], label="SteinDiff (Stein-stabilised steps)", elem_id="stein-on")
+        with gr.Row():
+            c["stein_probes"] = gr.Slider(*r["stein_probes"][:2], value=d["stein_probes"], step=1, label="probes K")
+            c["stein_gamma_min"] = gr.Number(d["stein_gamma_min"], label="γ min")
+            c["stein_gamma_max"] = gr.Number(d["stein_gamma_max"], label="γ max")
+    with gr.Accordion("Costly diagnostics", open=False):
+        c["eig"] = gr.Checkbox(d["eig"], label="Jacobian eigenvectors (λ₁, v₁)")
+        c["lte_ref"] = gr.Checkbox(d["lte_ref"], label="reference LTE (32 RK4 sub-steps)")
+        c["lipschitz"] = gr.Checkbox(d["lipschitz"], label="Lipschitz constant of the step")
+    with gr.Row():
+        c["seed"] = gr.Number(d["seed"], label="seed", precision=0, minimum=0, maximum=r["seed"][1])
+        c["batch"] = gr.Slider(1, limits.max_batch, value=d["batch"], step=1, label="batch", elem_id="batch")
+    c["compare"] = gr.Checkbox(d["compare"], label="compare: run again with guidance off", elem_id="compare")
+    return c

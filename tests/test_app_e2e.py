@@ -1,0 +1,77 @@
+"""End to end: the app served on localhost, called through its API with gradio_client."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+from gradio_client import Client
+
+import stiffviz
+from stiffviz import ui
+from stiffviz.live import DEFAULTS, GUIDED, INPUTS, UNGUIDED
+
+SETTINGS = DEFAULTS | dict(steps=5, batch=256, seed=3)
+
+
+@pytest.fixture(scope="module")
+def client():
+    app = ui.queued(ui.build_app())
+    _, url, _ = app.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
+    try:
+        yield Client(url, verbose=False)
+    finally:
+        app.close()
+
+
+def figure(output) -> go.Figure:
+    value = output["value"] if "value" in output else output
+    return go.Figure(json.loads(value["plot"]), skip_invalid=True)
+
+
+def decode(values) -> np.ndarray:
+    """Plotly's JSON sends numeric arrays as base64 typed arrays: {"dtype": "f8", "bdata": …}."""
+    if isinstance(values, dict):
+        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"]).astype(float)
+    return np.array(values, dtype=float)
+
+
+def medians(fig, name: str) -> np.ndarray:
+    (line,) = [t for t in fig.data if t.name == name]
+    return decode(line.y)
+
+
+def test_run_endpoint_streams_the_librarys_run(client):
+    job = client.submit(*[SETTINGS[n] for n in INPUTS], "step", api_name="/run")
+    outputs = list(job)
+    steps = SETTINGS["steps"]
+    assert len(outputs) == 2 * (steps + 1)  # a frame per step and one at the end, for each run
+    expected = {label: stiffviz.sample("tree", **settings)[1] for label, settings in
+                ((GUIDED, ui.parse_request(SETTINGS, ui.available_models()).settings),
+                 (UNGUIDED, ui.parse_request(SETTINGS, ui.available_models()).unguided()))}  # fmt: skip
+    for k, frame in enumerate(outputs[:steps]):  # the guided run growing, step by step
+        shown = medians(figure(frame[5]), "‖e‖ embedded (median, IQR band)")  # one run so far: no run label
+        np.testing.assert_allclose(shown, np.nanmedian(expected[GUIDED].column("lte")[: k + 1], axis=1), rtol=1e-12)
+    final = outputs[-1]
+    for label, trace in expected.items():
+        shown = medians(figure(final[4]), f"ρ̂ (secant) · {label} (median, IQR band)")
+        np.testing.assert_allclose(shown, np.nanmedian(trace.column("stiffness"), axis=1), rtol=1e-12)
+    assert "done" in final[0] and final[-1]["maximum"] == steps
+    table = final[-2]["value"]
+    assert [row[0] for row in table["data"]] == [GUIDED, UNGUIDED]
+    nfe = table["headers"].index("NFE")
+    assert [row[nfe] for row in table["data"]] == [expected[GUIDED].summary["nfe"]] * 2
+
+    files = client.predict(api_name="/export")  # the same session: its runs' trace files
+    (guided,) = [f for f in files if f.endswith("guidance-on.trace.json")]
+    loaded = stiffviz.Trace.from_json(guided)
+    for field in ("stiffness", "lte", "eig_max", "align_cos_true"):
+        np.testing.assert_array_equal(loaded.column(field), expected[GUIDED].column(field))
+
+
+def test_run_endpoint_rejects_out_of_range_input_with_a_message(client):
+    outputs = client.predict(*[(SETTINGS | dict(batch=10**6))[n] for n in INPUTS], "step", api_name="/run")
+    assert "batch: must be an integer in [1, 4096] for the model tree, got 1000000" in outputs[0]
