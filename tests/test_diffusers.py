@@ -215,3 +215,23 @@ def test_timestep_sigmas_range(folders):
     assert error.value.parameter == "steps"
     sigmas = model.timestep_sigmas(1000)
     assert float(sigmas[0]) == model.sigma_max and float(sigmas[-1]) == model.sigma_min
+
+
+def test_the_app_offers_the_servers_diffusers_model_and_runs_it(folders, monkeypatch):
+    """``python app.py --diffusers PATH`` adds the folder to the models; the page runs it like any other."""
+    import app
+    from stiffviz import ui
+    from stiffviz.live import DEFAULTS, INPUTS
+
+    built = []
+    monkeypatch.setattr(app, "build_app", lambda model=None: built.append(model) or ui.build_app(model))
+    monkeypatch.setattr(ui.gr.Blocks, "launch", lambda self, **kwargs: None)
+    app.main(["--diffusers", folders["epsilon"]])
+    name = f"diffusers:{folders['epsilon']}"
+    assert built == [name]
+    settings = DEFAULTS | dict(model=name, steps=3, batch=2, erk_on=False, eig=False, compare=False)
+    final = list(ui.run(*[settings[n] for n in INPUTS], "step", models=ui.available_models(name)))[-1]
+    run = final[-1].runs["run"]
+    samples, _ = stiffviz.sample(load_diffusers(folders["epsilon"]), **final[-1].request.settings)
+    torch.testing.assert_close(run.samples, samples)
+    assert final[3]["visible"] and len(final[3]["value"]) == 2  # state and x0 preview grids
