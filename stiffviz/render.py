@@ -77,8 +77,8 @@ def particle_figure(model, paths: Sequence[torch.Tensor], sigma: float, cond=Non
     extent = extent if extent is not None else view_extent(model, sigma, cond)
     grid = np.linspace(-extent, extent, resolution)
     density = density_grid(model, float(sigma), cond, float(extent), resolution)
-    fig = go.Figure(go.Heatmap(x=grid, y=grid, z=density, colorscale="Greys",
-                               reversescale=True, showscale=False, hoverinfo="skip", name="log p_σ"))  # fmt: skip
+    fig = go.Figure(go.Heatmap(x=grid, y=grid, z=density, colorscale="Greys", showscale=False,
+                               hoverinfo="skip", name="log p_σ"))  # fmt: skip
     shown = min(current.shape[0], max_paths)
     if len(paths) > 1:
         stacked = torch.stack([p.detach().to("cpu", torch.float64)[:shown] for p in paths])  # (T, n, 2)
@@ -89,6 +89,8 @@ def particle_figure(model, paths: Sequence[torch.Tensor], sigma: float, cond=Non
     fig.add_trace(go.Scattergl(x=current[:, 0].numpy(), y=current[:, 1].numpy(), mode="markers", name="particles",
                                marker=dict(size=3, color="#d62728")))  # fmt: skip
     fig.update_layout(title=f"particles at σ = {sigma:.3g}", template="plotly_white", height=420,
-                      xaxis=dict(range=[-extent, extent]), yaxis=dict(range=[-extent, extent], scaleanchor="x"),
-                      uirevision="particles", margin=dict(l=30, r=10, t=40, b=30), showlegend=False)  # fmt: skip
+                      xaxis=dict(range=[-extent, extent], constrain="domain"),
+                      yaxis=dict(range=[-extent, extent], scaleanchor="x", constrain="domain"),
+                      uirevision=f"particles-{extent:.6g}", margin=dict(l=30, r=10, t=40, b=30),
+                      showlegend=False)  # fmt: skip  (uirevision: zoom persists while the view's extent does)
     return fig

@@ -53,11 +53,11 @@ def test_run_endpoint_streams_the_librarys_run(client):
                 ((GUIDED, ui.parse_request(SETTINGS, ui.available_models()).settings),
                  (UNGUIDED, ui.parse_request(SETTINGS, ui.available_models()).unguided()))}  # fmt: skip
     for k, frame in enumerate(outputs[:steps]):  # the guided run growing, step by step
-        shown = medians(figure(frame[5]), "‖e‖ embedded (median, IQR band)")  # one run so far: no run label
+        shown = medians(figure(frame[5]), "‖e‖ embedded")  # one run so far: no run label
         np.testing.assert_allclose(shown, np.nanmedian(expected[GUIDED].column("lte")[: k + 1], axis=1), rtol=1e-12)
     final = outputs[-1]
     for label, trace in expected.items():
-        shown = medians(figure(final[4]), f"ρ̂ (secant) · {label} (median, IQR band)")
+        shown = medians(figure(final[4]), f"ρ̂ (secant) · {label}")
         np.testing.assert_allclose(shown, np.nanmedian(trace.column("stiffness"), axis=1), rtol=1e-12)
     assert "done" in final[0] and final[-1]["maximum"] == steps
     table = final[-2]["value"]
