@@ -157,6 +157,8 @@ def export(session: Session | None) -> Any:
     if session is None or not session.done:
         raise gr.Error("Run the sampler first: there is nothing to export yet.")
     finished = {label: run for label, run in session.runs.items() if run.samples is not None}
+    if not finished:
+        raise gr.Error("No run finished, so there is nothing to export: " + step_status(session))
     directory = Path(tempfile.mkdtemp(prefix="stiffviz-"))
     return [str(path) for path in write_exports(finished, directory, _model(session.request.model))]
 

@@ -139,6 +139,9 @@ def test_export_writes_the_runs_files(default_frames, tmp_path):
     assert json.loads(open(guided_json).read())["config"]["erk_guid"] == DEFAULTS["erk_guid"]
     with pytest.raises(ui.gr.Error, match="Run the sampler first"):
         ui.export(None)
+    failed = list(ui.run(*inputs(model="rings", cls="A")))[-1][SESSION]  # stopped by an error: no samples
+    with pytest.raises(ui.gr.Error, match="No run finished.*class"):
+        ui.export(failed)
 
 
 def test_model_change_sets_classes_guidance_and_limits():
