@@ -101,12 +101,14 @@ def trace_figure(chart: str, runs: Mapping[str, Trace], x_axis: str = "step") ->
     return fig
 
 
-def stability_figure(solver: str, trace: Trace | None = None, extent: float = 4.0, resolution: int = 241) -> go.Figure:
-    """The solver's stability region {z : growth(z) ≤ 1} and each step's z = hλ₁ on it.
+def stability_figure(solver: str, trace: Trace | None = None, extent: float = 4.0, resolution: int = 241,
+                     points: Mapping[str, complex] | None = None) -> go.Figure:  # fmt: skip
+    """The solver's stability region {z : growth(z) ≤ 1}, each step's z = hλ₁ on it, and extra ``points``.
 
     h = σ_{i+1} − σ_i and λ₁ = ``eig_max`` (median over samples) when recorded; otherwise the
     secant estimate z = −|h| ρ̂ on the negative real axis. Steps outside the region are the
-    ones an explicit solver cannot take stably along that direction.
+    ones an explicit solver cannot take stably along that direction. ``points`` (label → z) are
+    drawn as labelled crosses (the Learn tab's z = hλ).
     """
     method = get_solver(solver)
     re = np.linspace(-extent, 1.0, resolution)
@@ -126,6 +128,10 @@ def stability_figure(solver: str, trace: Trace | None = None, extent: float = 4.
         fig.add_trace(go.Scatter(x=z[keep], y=np.zeros(keep.sum()), mode="markers+text", name=source,
                                  text=[str(int(s)) for s in steps[keep]], textposition="top center",
                                  marker=dict(size=9, color=steps[keep], colorscale="Viridis")))  # fmt: skip
+    for k, (label, z) in enumerate((points or {}).items()):
+        marker = dict(size=12, symbol="x", color=COLOURS[(k + 1) % len(COLOURS)])
+        fig.add_trace(go.Scatter(x=[z.real], y=[z.imag], mode="markers+text", name=label, text=[label],
+                                 textposition="top center", marker=marker))  # fmt: skip
     fig.update_layout(title=f"Stability region of {solver}", template="plotly_white", height=360,
                       xaxis=dict(title="Re z", range=[-extent, 1.0]), yaxis=dict(title="Im z", scaleanchor="x"),
                       uirevision=f"stability-{solver}", margin=dict(l=50, r=10, t=40, b=40))  # fmt: skip

@@ -1,0 +1,182 @@
+"""The Learn tab: stiffness taught with small exact examples whose inputs a person can change.
+
+Layout and wiring only: the numbers come from :mod:`stiffviz.teaching` (the sampler's own
+loop and solvers on linear problems) and the figures from :mod:`stiffviz.teaching_plots`.
+The handlers :func:`learn_test_equation` and :func:`learn_stiff_system` are plain functions
+of the inputs; they never raise on bad input but return the message in their Markdown output.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import gradio as gr
+import numpy as np
+
+from . import teaching
+from .teaching import MAX_STEPS, TEACHING_SOLVERS, ScalarExample, StiffSystemExample
+from .teaching_plots import (
+    alignment_figure, complex_text, growth_figure, modes_stability_figure, phase_figure, solution_figure, z_stability_figure,
+)  # fmt: skip
+
+TEST_DEFAULTS = dict(lam_re=-10.0, lam_im=0.0, h=0.21, steps=30, solver="heun")  # z = −2.1: just outside Heun's region
+STIFF_DEFAULTS = dict(lam_stiff=-40.0, lam_slow=-1.0, angle_deg=30.0, h=0.045, steps=40, solver="heun")  # hλ_stiff = −1.8
+
+INTRO = """## Learn: why explicit steps fail along stiff directions
+Two small linear problems, solved by the **same loop and solvers** the sampler uses (every number
+below can be checked by hand). Change any input and the example is recomputed."""
+
+TEST_TEXT = """### 1. The test equation y′ = λy
+One step of an explicit Runge–Kutta method multiplies y by the same number R(z), z = hλ: the method's
+stability function (Euler R(z) = 1 + z, Heun 1 + z + z²/2, RK4 up to z⁴/24). The exact solution is
+multiplied by exp(z). Where |R(z)| > 1 the numerical solution grows although the exact one decays: z lies
+outside the blue stability region. On the negative real axis the region ends at −2 (Euler, Heun),
+≈ −2.51 (Bogacki–Shampine) and ≈ −2.79 (RK4). The *growth per step* chart measures |yₙ₊₁/yₙ| from
+the stepping code itself; it must sit on |R(z)|.
+
+In the **Sampler** tab the same test is run along the Jacobian's dominant direction: the *Stiffness*
+chart plots z = |h|ρ̂ per step (ρ̂ the secant estimate of |λ₁|) against the solver's boundary, and the
+*stability region* view places each step's z = hλ₁ on this picture. Below, that secant estimate is
+computed by the sampler's code on y′ = λy; here it recovers |hλ|."""
+
+STIFF_TEXT = """### 2. A stiff 2-D system y′ = My
+M = R(θ) diag(λ_stiff, λ_slow) R(θ)ᵀ: the solution decays fast along v_stiff = (cos θ, sin θ) and slowly
+along v_slow. In eigen-coordinates each component is a test equation, multiplied per step by
+R(hλ_stiff) and R(hλ_slow): the stiff mode alone limits the step, even after it has died out.
+The local truncation error of step n (exact one-step solution exp(hM)yₙ minus the numerical step) is
+(exp(hM) − R(hM)) yₙ. Its stiff component carries the factor exp(hλ_stiff) − R(hλ_stiff), which becomes of
+order one as h|λ_stiff| nears the boundary while the numerical stiff mode is barely damped
+(|R(hλ_stiff)| → 1), so the error turns towards v_stiff: the observation ERK-Guid builds on. With small
+h the stiff transient decays and the error turns to v_slow after a while.
+
+The embedded estimate e (Heun: x^H − x^E) is what the sampler records as the LTE. It estimates the
+error of the pair's lower-order member: for Heun e = (hM)²yₙ/2, while the Heun step's own error is
+≈ (hM)³yₙ/6 = (hM/3)·e, so both lean towards v_stiff. Euler and RK4 have no embedded pair: only the
+exact error is shown. In the **Sampler** tab this is the *Alignment* chart, |cos(e, v₁)| per step with
+v₁ the Jacobian's dominant eigenvector. Try h = 0.045 (hλ_stiff = −1.8, aligned all along), then
+h = 0.01 with 80 steps (the error turns to v_slow once the stiff transient has died), then h = 0.055
+(outside the region: the stiff mode grows)."""
+
+Outputs = tuple[Any, Any, Any, str]
+
+
+def _failed(error: ValueError) -> Outputs:
+    """Keep the figures on screen; the Markdown names the parameter and its limit."""
+    text = f"**Not recomputed.** {error}\n\nThe charts still show the last valid input."
+    return gr.skip(), gr.skip(), gr.skip(), text
+
+
+def _stability_word(stable: bool) -> str:
+    return "**stable** (inside the region)" if stable else "**unstable** (outside the region)"
+
+
+def _median(values: np.ndarray) -> float:
+    finite = values[np.isfinite(values)]
+    return float(np.median(finite)) if finite.size else float("nan")
+
+
+def _scalar_summary(ex: ScalarExample) -> str:
+    lines = [
+        f"z = hλ = {complex_text(ex.z)}; |R(z)| = {ex.amplification:.6g}, {_stability_word(ex.stable)}; "
+        f"{ex.solver}'s real-axis boundary is {ex.boundary:.4g}.",
+        f"Measured growth per step |yₙ₊₁/yₙ|: median {_median(ex.growth):.6g}; "
+        f"exact |exp(z)| = {ex.exact_growth:.4g}.",
+        f"Largest error maxₙ |yₙ − y(tₙ)| = {ex.max_error:.4g}; final |y| = {abs(ex.y[-1]):.4g} "
+        f"(exact {abs(ex.y_exact[-1]):.4g}).",
+        f"Sampler's secant estimate z = |h|ρ̂: median {_median(ex.secant_z):.4g} (|hλ| = {abs(ex.z):.4g}).",
+    ]
+    return "\n".join(f"- {line}" for line in lines + ([f"⚠ {ex.message}"] if ex.message else []))
+
+
+def _stiff_summary(ex: StiffSystemExample) -> str:
+    estimate = ("no embedded pair: exact error only" if ex.cos_estimate is None
+                else f"embedded e: median {_median(ex.cos_estimate):.3f}, last step {ex.cos_estimate[-1]:.3f}")  # fmt: skip
+    lines = [
+        f"Stiff mode: z = hλ_stiff = {ex.z_stiff:.4g}, |R| = {ex.amplification_stiff:.6g}; slow mode: "
+        f"z = {ex.z_slow:.4g}, |R| = {ex.amplification_slow:.6g}: {_stability_word(ex.stable)} "
+        f"(boundary {ex.boundary:.4g}).",
+        f"|cos(error, v_stiff)|: exact LTE median {_median(ex.cos_exact):.3f}, "
+        f"last step {ex.cos_exact[-1]:.3f}; {estimate}.",
+        f"Largest exact one-step error ‖ℓₙ‖ = {np.max(np.linalg.norm(ex.lte_exact, axis=1)):.4g}; "
+        f"largest global error ‖yₙ − y(tₙ)‖ = {ex.max_error:.4g}.",
+        f"Sampler's secant estimate z = |h|ρ̂: median {_median(ex.secant_z):.4g} (h|λ_stiff| = {abs(ex.z_stiff):.4g}).",
+    ]
+    return "\n".join(f"- {line}" for line in lines + ([f"⚠ {ex.message}"] if ex.message else []))
+
+
+def learn_test_equation(lam_re: float, lam_im: float, h: float, steps: int, solver: str) -> Outputs:
+    """(solution figure, growth figure, stability figure, Markdown summary) for y' = λy, λ = lam_re + i·lam_im."""
+    try:
+        lam = complex(teaching.as_number("lam_re", lam_re), teaching.as_number("lam_im", lam_im))
+        ex = teaching.test_equation(lam, h, steps, solver)
+    except ValueError as error:  # ParameterError is a ValueError
+        return _failed(error)
+    return solution_figure(ex), growth_figure(ex), z_stability_figure(ex), _scalar_summary(ex)
+
+
+def learn_stiff_system(lam_stiff: float, lam_slow: float, angle_deg: float, h: float, steps: int, solver: str) -> Outputs:
+    """(phase plane, alignment chart, stability figure, Markdown summary) for y' = My; ``angle_deg`` in degrees."""
+    try:
+        angle = math.radians(teaching.as_number("angle_deg", angle_deg))
+        ex = teaching.stiff_system(lam_stiff, lam_slow, angle, h, steps, solver)
+    except ValueError as error:
+        return _failed(error)
+    return phase_figure(ex), alignment_figure(ex), modes_stability_figure(ex), _stiff_summary(ex)
+
+
+def _section(text: str, make_inputs: Callable[[], list], handler: Callable[..., Outputs], defaults: dict,
+             names: tuple[str, str, str], prefix: str) -> None:  # fmt: skip
+    """Controls, a summary and three plots filled with ``handler(**defaults)``; any input change recomputes."""
+    first, second, stability, summary = handler(**defaults)
+    gr.Markdown(text)
+    with gr.Row():
+        with gr.Column(scale=1, min_width=260):
+            inputs = make_inputs()
+            note = gr.Markdown(summary, elem_id=f"learn-{prefix}-summary")
+        with gr.Column(scale=3):
+            with gr.Row():
+                plots = [gr.Plot(value=fig, label=label, elem_id=f"learn-{prefix}-{label.replace(' ', '-')}")
+                         for fig, label in zip((first, second), names[:2])]  # fmt: skip
+            plots.append(gr.Plot(value=stability, label=names[2], elem_id=f"learn-{prefix}-stability"))
+    gr.on([c.change for c in inputs], handler, inputs, [*plots, note], trigger_mode="always_last",
+          api_name=handler.__name__, show_progress="hidden")  # fmt: skip
+
+
+def _test_inputs() -> list:
+    d = TEST_DEFAULTS
+    return [
+        gr.Slider(-50, 0, value=d["lam_re"], step=0.1, label="Re λ (lam_re)", elem_id="learn-lam-re"),
+        gr.Slider(-50, 50, value=d["lam_im"], step=0.1, label="Im λ (lam_im)", elem_id="learn-lam-im"),
+        gr.Number(d["h"], label="step h (> 0)", elem_id="learn-h"),
+        gr.Slider(1, MAX_STEPS, value=d["steps"], step=1, label="steps", elem_id="learn-steps"),
+        gr.Dropdown(list(TEACHING_SOLVERS), value=d["solver"], label="solver", elem_id="learn-solver"),
+    ]
+
+
+def _stiff_inputs() -> list:
+    d = STIFF_DEFAULTS
+    return [
+        gr.Slider(-200, -1, value=d["lam_stiff"], step=0.5, label="λ_stiff (lam_stiff)", elem_id="learn-lam-stiff"),
+        gr.Slider(-5, -0.1, value=d["lam_slow"], step=0.1, label="λ_slow (lam_slow)", elem_id="learn-lam-slow"),
+        gr.Slider(0, 180, value=d["angle_deg"], step=1, label="angle θ of v_stiff (degrees)", elem_id="learn-angle"),
+        gr.Number(d["h"], label="step h (> 0)", elem_id="learn-stiff-h"),
+        gr.Slider(1, MAX_STEPS, value=d["steps"], step=1, label="steps", elem_id="learn-stiff-steps"),
+        gr.Dropdown(list(TEACHING_SOLVERS), value=d["solver"], label="solver", elem_id="learn-stiff-solver"),
+    ]
+
+
+def build_learn_tab() -> None:
+    """Build the Learn tab inside the caller's ``with gr.Tab("Learn"):`` of a ``gr.Blocks``.
+
+    Nothing else to wire: the figures and summaries are computed here, at build time, from
+    :data:`TEST_DEFAULTS` and :data:`STIFF_DEFAULTS` (a few milliseconds) and are the components'
+    initial values, so the tab renders without a load event; every input's ``change`` recomputes
+    its example (``gr.on``, ``trigger_mode="always_last"``, API names ``learn_test_equation`` and
+    ``learn_stiff_system``).
+    """
+    gr.Markdown(INTRO)
+    _section(TEST_TEXT, _test_inputs, learn_test_equation, TEST_DEFAULTS,
+             ("solution", "growth per step", "stability region"), "test")  # fmt: skip
+    _section(STIFF_TEXT, _stiff_inputs, learn_stiff_system, STIFF_DEFAULTS,
+             ("phase plane", "alignment", "stability region"), "stiff")  # fmt: skip
