@@ -82,7 +82,7 @@ def trace_figure(chart: str, runs: Mapping[str, Trace], x_axis: str = "step") ->
             fig.add_trace(go.Scatter(x=x, y=low, mode="lines", line=dict(width=0), fill="tonexty",
                                      fillcolor=_rgba(colour, 0.15), showlegend=False, legendgroup=group,
                                      hoverinfo="skip"))  # fmt: skip
-            fig.add_trace(go.Scatter(x=x, y=mid, name=legend + " (median, IQR band)", mode="lines+markers",
+            fig.add_trace(go.Scatter(x=x, y=mid, name=legend, mode="lines+markers",
                                      line=dict(color=colour, dash=dash), legendgroup=group))  # fmt: skip
         if chart == "stiffness" and "stiffness_z" in trace.fields():
             fig.add_trace(go.Scatter(x=x, y=trace.column("stability_boundary"), mode="lines",
@@ -92,8 +92,9 @@ def trace_figure(chart: str, runs: Mapping[str, Trace], x_axis: str = "step") ->
         fig.add_annotation(text=f"not recorded in this run: turn on {HINTS[chart]}", showarrow=False,
                            x=0.5, y=0.5, xref="paper", yref="paper", font=dict(color="grey"))  # fmt: skip
     fig.update_layout(
-        title=TITLES[chart], uirevision=chart, template="plotly_white", height=320,
-        margin=dict(l=50, r=10, t=40, b=40), legend=dict(orientation="h", y=-0.25),
+        title=TITLES[chart] + "<br><sup>lines: median over samples; bands: interquartile range</sup>",
+        uirevision=chart, template="plotly_white", height=380, margin=dict(l=50, r=10, t=60, b=40),
+        legend=dict(orientation="h", y=-0.2, font=dict(size=10)),
         xaxis=dict(title="σ_i" if x_axis == "sigma" else "step i",
                    type="log" if x_axis == "sigma" else "linear", autorange="reversed" if x_axis == "sigma" else True),
         yaxis=dict(type="log" if chart in LOG_Y else "linear"),
@@ -133,6 +134,7 @@ def stability_figure(solver: str, trace: Trace | None = None, extent: float = 4.
         fig.add_trace(go.Scatter(x=[z.real], y=[z.imag], mode="markers+text", name=label, text=[label],
                                  textposition="top center", marker=marker))  # fmt: skip
     fig.update_layout(title=f"Stability region of {solver}", template="plotly_white", height=360,
-                      xaxis=dict(title="Re z", range=[-extent, 1.0]), yaxis=dict(title="Im z", scaleanchor="x"),
+                      xaxis=dict(title="Re z", range=[-extent, 1.0], constrain="domain"),
+                      yaxis=dict(title="Im z", scaleanchor="x", constrain="domain"),
                       uirevision=f"stability-{solver}", margin=dict(l=50, r=10, t=40, b=40))  # fmt: skip
     return fig
