@@ -139,8 +139,9 @@ def _section(text: str, make_inputs: Callable[[], list], handler: Callable[..., 
                 plots = [gr.Plot(value=fig, label=label, elem_id=f"learn-{prefix}-{label.replace(' ', '-')}")
                          for fig, label in zip((first, second), names[:2])]  # fmt: skip
             plots.append(gr.Plot(value=stability, label=names[2], elem_id=f"learn-{prefix}-stability"))
+    # preprocess=False: raw values reach the handler, whose checks name the parameter and its limit
     gr.on([c.change for c in inputs], handler, inputs, [*plots, note], trigger_mode="always_last",
-          api_name=handler.__name__, show_progress="hidden")  # fmt: skip
+          api_name=handler.__name__, show_progress="hidden", preprocess=False)  # fmt: skip
 
 
 def _test_inputs() -> list:

@@ -75,3 +75,11 @@ def test_run_endpoint_streams_the_librarys_run(client):
 def test_run_endpoint_rejects_out_of_range_input_with_a_message(client):
     outputs = client.predict(*[(SETTINGS | dict(batch=10**6))[n] for n in INPUTS], "step", api_name="/run")
     assert "batch: must be an integer in [1, 4096] for the model tree, got 1000000" in outputs[0]
+
+
+def test_learn_endpoint_names_the_parameter_beyond_the_sliders(client):
+    """An API caller can send values the sliders never would; the tab's own check answers."""
+    *_, summary = client.predict(-10.0, 0.0, 0.21, 5000, "heun", api_name="/learn_test_equation")
+    assert "steps" in summary and "200" in summary
+    *_, summary = client.predict(-10.0, 0.0, 0.21, 20, "heun", api_name="/learn_test_equation")
+    assert "z = hλ = -2.1" in summary.replace("−", "-")
