@@ -5,7 +5,7 @@ Launches the app in-process exactly as ``tests/test_browser.py`` does (the share
 
 - ``assets/screenshot-sampler.png``: the Sampler tab after the default example (tree, Heun,
   6 steps, ERK-Guid on, compared with guidance off), down to the results table;
-- ``assets/screenshot-digits.png``: the same with the model ``digits-unet`` (image gallery);
+- ``assets/screenshot-digits.png``: the same with the model ``digits-unet``, class 3, 12 steps (image gallery);
 - ``assets/screenshot-learn.png``: the Learn tab.
 
 The PNGs are reduced to a 256-colour palette (still PNG, no JPEG artefacts) to stay small.
@@ -65,6 +65,11 @@ def main() -> int:
         save_png(down_to(page, "#results"), ASSETS / "screenshot-sampler.png")
 
         browser.select_dropdown(page, "model", "digits-unet")
+        browser.wait_idle(page)
+        browser.select_dropdown(page, "class", "3")
+        steps = page.locator("#steps input[type=number]")
+        steps.fill("12")
+        steps.press("Enter")
         browser.wait_idle(page)
         browser.run_and_wait(page, runs=2)
         page.locator("#gallery img").first.wait_for(state="visible", timeout=30_000)

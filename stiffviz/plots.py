@@ -94,7 +94,8 @@ def trace_figure(chart: str, runs: Mapping[str, Trace], x_axis: str = "step") ->
     fig.update_layout(
         title=TITLES[chart] + "<br><sup>lines: median over samples; bands: interquartile range</sup>",
         uirevision=chart, template="plotly_white", height=380, margin=dict(l=50, r=10, t=60, b=40),
-        legend=dict(orientation="h", y=-0.2, font=dict(size=10)),
+        legend=dict(orientation="h", yanchor="top", y=-0.22, font=dict(size=10),
+                    entrywidth=0.5, entrywidthmode="fraction"),  # two entries a row: no overlaps
         xaxis=dict(title="σ_i" if x_axis == "sigma" else "step i",
                    type="log" if x_axis == "sigma" else "linear", autorange="reversed" if x_axis == "sigma" else True),
         yaxis=dict(type="log" if chart in LOG_Y else "linear"),
@@ -102,15 +103,34 @@ def trace_figure(chart: str, runs: Mapping[str, Trace], x_axis: str = "step") ->
     return fig
 
 
-def stability_figure(solver: str, trace: Trace | None = None, extent: float = 4.0, resolution: int = 241,
-                     points: Mapping[str, complex] | None = None) -> go.Figure:  # fmt: skip
+def _step_z(trace: Trace) -> tuple[np.ndarray, np.ndarray, str]:
+    """(step indices, z per step, what z is): h·λ₁ (median λ₁) when recorded, else −|h|·ρ̂ (median)."""
+    h = trace.column("sigma_next") - trace.column("sigma")
+    if "eig_max" in trace.fields():
+        z, source = h * quartiles(trace.column("eig_max"))[1], "z = h·λ₁ (median)"
+    else:
+        z, source = -np.abs(h) * quartiles(trace.column("stiffness"))[1], "z = −|h|·ρ̂ (median)"
+    keep = np.isfinite(z)
+    return trace.column("i")[keep], z[keep], source
+
+
+def stability_figure(solver: str, trace: Trace | Mapping[str, Trace] | None = None, extent: float | None = None,
+                     resolution: int = 121, points: Mapping[str, complex] | None = None) -> go.Figure:  # fmt: skip
     """The solver's stability region {z : growth(z) ≤ 1}, each step's z = hλ₁ on it, and extra ``points``.
 
+    ``trace`` is one trace or several (label → trace, drawn with different symbols).
     h = σ_{i+1} − σ_i and λ₁ = ``eig_max`` (median over samples) when recorded; otherwise the
     secant estimate z = −|h| ρ̂ on the negative real axis. Steps outside the region are the
-    ones an explicit solver cannot take stably along that direction. ``points`` (label → z) are
-    drawn as labelled crosses (the Learn tab's z = hλ).
+    ones an explicit solver cannot take stably along that direction; the steps are coloured
+    by index (hover for the number). ``points`` (label → z) are drawn as labelled crosses (the
+    Learn tab's z = hλ). The view spans Re z ∈ [−extent, 1], by default wide enough for every
+    step's z (at least 4, at most 50).
     """
+    runs = {"": trace} if isinstance(trace, Trace) else dict(trace or {})
+    steps = {label: _step_z(t) for label, t in runs.items() if t.steps}
+    if extent is None:
+        largest = max((np.abs(z).max(initial=0.0) for _, z, _ in steps.values()), default=0.0)
+        extent = float(min(max(4.0, 1.15 * largest), 50.0))
     method = get_solver(solver)
     re = np.linspace(-extent, 1.0, resolution)
     im = np.linspace(-extent / 1.5, extent / 1.5, resolution)
@@ -118,23 +138,19 @@ def stability_figure(solver: str, trace: Trace | None = None, extent: float = 4.
     fig = go.Figure(go.Contour(x=re, y=im, z=(growth <= 1.0).astype(float), showscale=False,
                                contours=dict(start=0.5, end=0.5, size=1, coloring="fill"),
                                colorscale=[[0, "white"], [1, "#c6dbef"]], name="stable region", hoverinfo="skip"))  # fmt: skip
-    if trace is not None and trace.steps:
-        h = trace.column("sigma_next") - trace.column("sigma")
-        if "eig_max" in trace.fields():
-            z, source = h * quartiles(trace.column("eig_max"))[1], "z = h·λ₁ (median)"
-        else:
-            z, source = -np.abs(h) * quartiles(trace.column("stiffness"))[1], "z = −|h|·ρ̂ (median)"
-        steps = trace.column("i")
-        keep = np.isfinite(z)
-        fig.add_trace(go.Scatter(x=z[keep], y=np.zeros(keep.sum()), mode="markers+text", name=source,
-                                 text=[str(int(s)) for s in steps[keep]], textposition="top center",
-                                 marker=dict(size=9, color=steps[keep], colorscale="Viridis")))  # fmt: skip
+    for r, (label, (index, z, source)) in enumerate(steps.items()):
+        marker = dict(size=10, color=index, colorscale="Viridis", symbol=("circle", "diamond-open")[r % 2],
+                      line=dict(width=1.5), showscale=r == 0, colorbar=dict(title="step", thickness=12))  # fmt: skip
+        fig.add_trace(go.Scatter(x=z, y=np.zeros_like(z), mode="markers", name=source + (f" · {label}" if label else ""),
+                                 marker=marker, hovertext=[f"step {int(i)}: z = {v:.3g}" for i, v in zip(index, z)],
+                                 hoverinfo="text"))  # fmt: skip
     for k, (label, z) in enumerate((points or {}).items()):
         marker = dict(size=12, symbol="x", color=COLOURS[(k + 1) % len(COLOURS)])
         fig.add_trace(go.Scatter(x=[z.real], y=[z.imag], mode="markers+text", name=label, text=[label],
                                  textposition="top center", marker=marker))  # fmt: skip
-    fig.update_layout(title=f"Stability region of {solver}", template="plotly_white", height=360,
+    fig.update_layout(title=f"Stability region of {solver}", template="plotly_white", height=380,
                       xaxis=dict(title="Re z", range=[-extent, 1.0], constrain="domain"),
                       yaxis=dict(title="Im z", scaleanchor="x", constrain="domain"),
+                      legend=dict(orientation="h", y=-0.25, font=dict(size=10)),
                       uirevision=f"stability-{solver}", margin=dict(l=50, r=10, t=40, b=40))  # fmt: skip
     return fig

@@ -96,8 +96,8 @@ def _charts(session: Session, x_axis: str) -> list:
 
 
 def _stability(session: Session):
-    first = next(iter(session.runs.values()))
-    return stability_figure(session.request.settings["solver"], first.trace if first.trace.steps else None)
+    runs = {run.label: run.trace for run in session.runs.values() if run.trace.steps}
+    return stability_figure(session.request.settings["solver"], runs)
 
 
 def _results(session: Session):
@@ -216,16 +216,16 @@ def build_app(diffusers_model: str | None = None) -> gr.Blocks:
                     with gr.Row():
                         view_a = gr.Plot(label="particles", elem_id="view-a")
                         view_b = gr.Plot(label="particles (guidance off)", visible=False, elem_id="view-b")
-                        gallery = gr.Gallery(label="state and x0 preview", columns=2, format="png",
+                        gallery = gr.Gallery(label="state and x0 preview", columns=4, format="png", height="auto",
                                              visible=False, elem_id="gallery")  # fmt: skip
                     step = gr.Slider(0, 1, value=0, step=1, label="step (scrub after the run)", interactive=False,
                                      elem_id="step-slider")  # fmt: skip
                     x_axis = gr.Radio(list(X_AXES), value="step", label="chart x axis", elem_id="x-axis")
-                    charts = []
-                    for row in range(0, len(CHARTS), 2):
+                    charts, names = [], [*CHARTS, "stability"]  # two charts a row, the stability view last
+                    for row in range(0, len(names), 2):
                         with gr.Row():
-                            charts += [gr.Plot(label=name, elem_id=f"chart-{name}") for name in list(CHARTS)[row:row + 2]]
-                    stability = gr.Plot(label="stability region", elem_id="chart-stability")
+                            charts += [gr.Plot(label=name, elem_id=f"chart-{name}") for name in names[row:row + 2]]
+                    *charts, stability = charts
                     results = gr.Dataframe(label="results", interactive=False, elem_id="results")
                     export_button = gr.Button("Export trace, samples and HTML report", elem_id="export-button")
                     files = gr.File(label="downloads", file_count="multiple", elem_id="downloads")

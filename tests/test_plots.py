@@ -77,6 +77,14 @@ def test_stability_region_and_step_points(runs):
     assert np.allclose(np.array(points.x, dtype=float), expected[np.isfinite(expected)])
 
 
+def test_stability_view_overlays_runs_and_widens_to_every_step(runs):
+    fig = stability_figure("euler", runs)
+    markers = [t for t in fig.data if t.type == "scatter"]
+    assert [t.name.rsplit(" · ", 1)[1] for t in markers] == ["off", "ERK-Guid"]
+    farthest = max(np.abs(np.array(t.x, dtype=float)).max() for t in markers)
+    assert fig.layout.xaxis.range[0] <= -min(farthest, 50.0) and fig.layout.xaxis.range[0] <= -4.0
+
+
 def test_unknown_chart_is_refused(runs):
     with pytest.raises(ValueError, match="chart"):
         trace_figure("energy", runs)
