@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+import types
 
 import numpy as np
 import pytest
@@ -154,8 +156,14 @@ def test_model_change_sets_classes_guidance_and_limits():
     assert "model" in ui.on_model_change("nonsense")[-1]
 
 
-def test_gpu_wrapper_is_the_identity_without_spaces():
+def test_gpu_wrapper_is_the_identity_without_spaces_and_zerogpu_with_it(monkeypatch):
     def handler():
         yield 1
 
+    monkeypatch.setitem(sys.modules, "spaces", None)  # not importable
     assert ui._gpu(handler) is handler
+    wrapped = []
+    spaces = types.ModuleType("spaces")
+    spaces.GPU = lambda fn: wrapped.append(fn) or "on ZeroGPU"
+    monkeypatch.setitem(sys.modules, "spaces", spaces)
+    assert ui._gpu(handler) == "on ZeroGPU" and wrapped == [handler]
