@@ -16,6 +16,8 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
+from .plots import TEMPLATE
+
 
 def image_grid(images: torch.Tensor, columns: int | None = None, tile: int = 64, gap: int = 2) -> np.ndarray:
     """(B, C, H, W) in [−1, 1] → one (rows·(tile+gap), columns·(tile+gap), 3) uint8 picture.
@@ -88,7 +90,7 @@ def particle_figure(model, paths: Sequence[torch.Tensor], sigma: float, cond=Non
                                    line=dict(width=0.6, color="rgba(31,119,180,0.35)"), hoverinfo="skip"))  # fmt: skip
     fig.add_trace(go.Scattergl(x=current[:, 0].numpy(), y=current[:, 1].numpy(), mode="markers", name="particles",
                                marker=dict(size=3, color="#d62728")))  # fmt: skip
-    fig.update_layout(title=f"particles at σ = {sigma:.3g}", template="plotly_white", height=420,
+    fig.update_layout(title=f"particles at σ = {sigma:.3g}", template=TEMPLATE, height=420,
                       xaxis=dict(range=[-extent, extent], constrain="domain"),
                       yaxis=dict(range=[-extent, extent], scaleanchor="x", constrain="domain"),
                       uirevision=f"particles-{extent:.6g}", margin=dict(l=30, r=10, t=40, b=30),

@@ -24,7 +24,7 @@ import plotly.graph_objects as go
 import torch
 from PIL import Image
 
-from .plots import CHARTS, stability_figure, trace_figure
+from .plots import CHARTS, TEMPLATE, stability_figure, trace_figure
 from .render import image_grid, particle_figure
 from .trace import Trace
 
@@ -181,7 +181,7 @@ def _final_sigma(trace: Trace) -> float:
 def _scatter_figure(samples: torch.Tensor) -> go.Figure:
     points = samples.detach().to("cpu", torch.float64).numpy()
     fig = go.Figure(go.Scattergl(x=points[:, 0], y=points[:, 1], mode="markers", marker=dict(size=3, color="#d62728")))
-    fig.update_layout(template="plotly_white", height=420, yaxis=dict(scaleanchor="x"),
+    fig.update_layout(template=TEMPLATE, height=420, yaxis=dict(scaleanchor="x"),
                       margin=dict(l=30, r=10, t=40, b=30))  # fmt: skip
     return fig
 
