@@ -6,6 +6,8 @@ choosing A = −M gives dy/dt = M y. The grid is σ_i = 1 + (N − i) h, i = 0..
 size h = σ_i − σ_{i+1} > 0 in t, ending at σ = 1 so that the loop never takes its special
 Euler step to σ = 0. Every state comes from :func:`stiffviz.sampler.integrate` with the
 solver of :func:`stiffviz.solvers.get_solver`; nothing here re-implements a step.
+:func:`alignment_sweep` runs many step sizes h_k in one call, as the batch rows y' = (h_k M) y
+with step 1 (the same steps, since the drift does not depend on t).
 
 The test equation y' = λy with complex λ = a + ib is the real system (Re y, Im y)' =
 [[a, −b], [b, a]] (Re y, Im y). A Runge–Kutta step maps y_n to y_{n+1} = R(z) y_n with
@@ -24,6 +26,7 @@ h ≪ σ), not what the step does on this grid.
 from __future__ import annotations
 
 import cmath
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -107,28 +110,45 @@ class _Recorder:
 
 @dataclass(frozen=True)
 class _Run:
+    """B runs side by side (batch row b: drift A_b, start x0_b), n ≤ steps steps each."""
+
     t: np.ndarray  # (n+1,) t_i = σ_0 − σ_i
-    states: np.ndarray  # (n+1, d)
-    estimates: np.ndarray | None  # (n, d) embedded e_i, None without a pair
-    secant_z: np.ndarray  # (n,) the sampler's z = |h|ρ̂, NaN where it has no pair
+    states: np.ndarray  # (B, n+1, d)
+    estimates: np.ndarray | None  # (B, n, d) embedded e_i, None without a pair
+    secant_z: np.ndarray  # (B, n) the sampler's z = |h|ρ̂, NaN where it has no pair (or diagnostics off)
     message: str  # why the run stopped early, or ""
 
 
-def _integrate_linear(drift: np.ndarray, x0: np.ndarray, h: float, steps: int, solver: str) -> _Run:
-    """Run :func:`integrate` on f(x; σ) = A x (``drift`` = A) over σ_i = 1 + (N − i) h, in float64."""
+def _integrate_linear(drift: np.ndarray, x0: np.ndarray, h: float, steps: int, solver: str,
+                      diagnostics: bool = True) -> _Run:  # fmt: skip
+    """Run :func:`integrate` on f(x; σ) = A x over σ_i = 1 + (N − i) h, in float64.
+
+    ``drift`` is A (d, d) or a batch (B, d, d) with ``x0`` (B, d): one run per batch row, all
+    in one call of the loop (the sampler's batch axis). A non-finite state in any row stops all.
+    """
     A = torch.as_tensor(drift, dtype=torch.float64)
     sigmas = SIGMA_END + h * torch.arange(steps, -1, -1, dtype=torch.float64)
-    states = [torch.as_tensor(x0, dtype=torch.float64).reshape(1, -1)]
+    x = torch.as_tensor(x0, dtype=torch.float64)
+    x = x.reshape(-1, A.shape[-1]) if A.dim() == 2 else x
+    states = [x]
     recorder = _Recorder(get_solver(solver))
-    _, trace = integrate(lambda x, sigma: x - sigma * (x @ A.T), sigmas, states[0], recorder,  # type: ignore[arg-type]
-                         on_step=lambda record, x, denoised: states.append(x), config={"batch": 1})  # fmt: skip
+    _, trace = integrate(lambda x, sigma: x - sigma * (A @ x[..., None])[..., 0], sigmas, x, recorder,  # type: ignore[arg-type]
+                         diagnostics=diagnostics, on_step=lambda record, x, denoised: states.append(x),
+                         config={"batch": x.shape[0]})  # fmt: skip
     n = len(states) - 1  # a non-finite state stops the loop before on_step
     t = (sigmas[0] - sigmas[: n + 1]).numpy()
+    stacked = torch.stack(states, dim=1).numpy()  # (B, n+1, d)
     estimates = None
     if recorder.steps[0].error is not None:
-        estimates = np.array([s.error[0].numpy() for s in recorder.steps[:n]]).reshape(n, -1)
+        errors = [s.error for s in recorder.steps[:n]]
+        estimates = torch.stack(errors, dim=1).numpy() if n else np.zeros((x.shape[0], 0, x.shape[1]))
     message = "" if n == steps else f"the numerical solution overflowed in step n = {n}; the charts stop at t = {t[-1]:.4g}"
-    return _Run(t, torch.cat(states).numpy(), estimates, trace.column("stiffness_z")[:n, 0], message)
+    return _Run(t, stacked, estimates, trace.column("stiffness_z")[:n].T, message)
+
+
+def _one_step_errors(step_exp: np.ndarray, states: np.ndarray) -> np.ndarray:
+    """ℓ_i = e^{hM} y_i − y_{i+1} per row: ``step_exp`` (B, d, d) = e^{h_b M}, ``states`` (B, n+1, d) → (B, n, d)."""
+    return np.einsum("bij,bnj->bni", step_exp, states[:, :-1]) - states[:, 1:]
 
 
 def _dense_times(t: np.ndarray) -> np.ndarray:
@@ -193,14 +213,14 @@ def test_equation(lam: complex, h: float, steps: int, solver: str, y0: complex =
     h, steps, method = _step_size(h, abs(lam), "|λ|"), _steps(steps), _solver(solver)
     a, b = lam.real, lam.imag
     run = _integrate_linear(-np.array([[a, -b], [b, a]]), np.array([y0.real, y0.imag]), h, steps, solver)
-    y = run.states[:, 0] + 1j * run.states[:, 1]
+    y = run.states[0, :, 0] + 1j * run.states[0, :, 1]
     t_dense = _dense_times(run.t)
     with np.errstate(divide="ignore", invalid="ignore"):
         growth = np.abs(y[1:] / y[:-1])
     z = h * lam
     return ScalarExample(solver, lam, h, z, float(method.amplification(np.array(z))), abs(cmath.exp(z)),
                          method.stability_boundary, run.t, y, y0 * np.exp(lam * run.t), t_dense,
-                         y0 * np.exp(lam * t_dense), growth, run.secant_z, run.message)  # fmt: skip
+                         y0 * np.exp(lam * t_dense), growth, run.secant_z[0], run.message)  # fmt: skip
 
 
 test_equation.__test__ = False  # type: ignore[attr-defined]  # not a pytest test when imported into one
@@ -270,16 +290,9 @@ def _alignment(vectors: np.ndarray, direction: np.ndarray) -> np.ndarray:
     return abs_cosine(u, torch.as_tensor(direction, dtype=torch.float64).expand_as(u)).numpy()
 
 
-def stiff_system(lam_stiff: float, lam_slow: float, angle: float, h: float, steps: int, solver: str,
-                 x0: Sequence[float] = (1.0, 1.0)) -> StiffSystemExample:  # fmt: skip
-    """Integrate y' = M y, M = R(angle) diag(λ_stiff, λ_slow) R(angle)ᵀ, with the sampler's loop.
-
-    For a linear system the step is y_{n+1} = R(hM) y_n, so ℓ_n = (e^{hM} − R(hM)) y_n: in
-    eigen-coordinates its stiff component carries e^{hλ_stiff} − R(hλ_stiff), of order one as
-    h|λ_stiff| nears the stability boundary, and the error turns towards v_stiff.
-    ``angle`` in radians. Limits: λ_stiff < λ_slow < 0, |λ_stiff| ≤ 1000, 0 < h ≤ 10 with
-    h|λ_stiff| ≤ 10, steps in [1, 200], x0 two finite numbers, not both 0.
-    """
+def _system(lam_stiff: object, lam_slow: object, angle: object,
+            x0: Sequence[float]) -> tuple[float, float, float, np.ndarray, np.ndarray]:  # fmt: skip
+    """Checked (λ_stiff, λ_slow, angle, rotation R(angle), y_0) of :func:`stiff_system` and :func:`alignment_sweep`."""
     lam_stiff, lam_slow = as_number("lam_stiff", lam_stiff), as_number("lam_slow", lam_slow)
     angle = as_number("angle", angle)
     if not lam_slow < 0:
@@ -292,20 +305,171 @@ def stiff_system(lam_stiff: float, lam_slow: float, angle: float, h: float, step
     start = np.array([as_number("x0", v) for v in x0])
     if not start.any():
         raise ParameterError("x0", "must not be (0, 0)")
-    h, steps, method = _step_size(h, -lam_stiff, "|λ_stiff|"), _steps(steps), _solver(solver)
     rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
-    matrix = rotation @ np.diag([lam_stiff, lam_slow]) @ rotation.T
+    return lam_stiff, lam_slow, angle, rotation, start
+
+
+def _matrix(rotation: np.ndarray, lam_stiff: float, lam_slow: float) -> np.ndarray:
+    return rotation @ np.diag([lam_stiff, lam_slow]) @ rotation.T
+
+
+def _step_exp(matrix: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """e^{h_b M} for each step size h_b (torch.linalg.matrix_exp), shape (B, d, d)."""
+    return torch.linalg.matrix_exp(torch.as_tensor(np.asarray(h)[:, None, None] * matrix, dtype=torch.float64)).numpy()
+
+
+def stiff_system(lam_stiff: float, lam_slow: float, angle: float, h: float, steps: int, solver: str,
+                 x0: Sequence[float] = (1.0, 1.0)) -> StiffSystemExample:  # fmt: skip
+    """Integrate y' = M y, M = R(angle) diag(λ_stiff, λ_slow) R(angle)ᵀ, with the sampler's loop.
+
+    For a linear system the step is y_{n+1} = R(hM) y_n, so ℓ_n = (e^{hM} − R(hM)) y_n: in
+    eigen-coordinates its stiff component carries e^{hλ_stiff} − R(hλ_stiff), of order one as
+    h|λ_stiff| nears the stability boundary, and the error turns towards v_stiff (how far, for
+    every h at once: :func:`alignment_sweep`).
+    ``angle`` in radians. Limits: λ_stiff < λ_slow < 0, |λ_stiff| ≤ 1000, 0 < h ≤ 10 with
+    h|λ_stiff| ≤ 10, steps in [1, 200], x0 two finite numbers, not both 0.
+    """
+    lam_stiff, lam_slow, angle, rotation, start = _system(lam_stiff, lam_slow, angle, x0)
+    h, steps, method = _step_size(h, -lam_stiff, "|λ_stiff|"), _steps(steps), _solver(solver)
+    matrix = _matrix(rotation, lam_stiff, lam_slow)
     run = _integrate_linear(-matrix, start, h, steps, solver)
     n = len(run.t) - 1
-    lte = _propagate(matrix, np.diff(run.t), run.states[:-1]) - run.states[1:]
+    states = run.states[0]
+    lte = _one_step_errors(_step_exp(matrix, np.array([h])), run.states)[0]
+    estimates = None if run.estimates is None else run.estimates[0]
     t_dense = _dense_times(run.t)
     v_stiff = rotation[:, 0]
-    cos_estimate = None if run.estimates is None else _alignment(run.estimates, v_stiff)
+    cos_estimate = None if estimates is None else _alignment(estimates, v_stiff)
     z_stiff, z_slow = h * lam_stiff, h * lam_slow
     return StiffSystemExample(
         solver, h, lam_stiff, lam_slow, angle, method.stability_boundary, matrix, v_stiff, rotation[:, 1],
         z_stiff, z_slow, float(method.amplification(np.array(z_stiff))), float(method.amplification(np.array(z_slow))),
-        run.t, run.states, _propagate(matrix, run.t, np.tile(start, (n + 1, 1))),
+        run.t, states, _propagate(matrix, run.t, np.tile(start, (n + 1, 1))),
         t_dense, _propagate(matrix, t_dense, np.tile(start, (len(t_dense), 1))),
-        lte, run.estimates, _alignment(lte, v_stiff), cos_estimate, run.secant_z, run.message,
+        lte, estimates, _alignment(lte, v_stiff), cos_estimate, run.secant_z[0], run.message,
     )  # fmt: skip
+
+
+# ------------------------------------------------------------------ (c) the alignment against h|λ_stiff|
+SWEEP_Z_MIN = 0.05  # the smallest h|λ_stiff| swept (unless the chosen h is smaller)
+SWEEP_MAX_STEPS = 600  # at most this many steps per run: the cost of one sweep (one batched loop)
+SWEEP_BEYOND = 1.1  # the sweep ends at this multiple of the solver's real-axis stability boundary
+SWEEP_POINTS = 40
+
+
+@dataclass(frozen=True)
+class AlignmentSweep:
+    """|cos(error, v_stiff)| of y' = M y for many step sizes over one duration (:func:`alignment_sweep`).
+
+    Attributes:
+        duration: T = steps·h of the chosen run; every run of the sweep covers [0, T] exactly.
+        h_chosen, z_chosen: the chosen h and h|λ_stiff|.  boundary: the solver's real-axis boundary.
+        z: h_k|λ_stiff| per run (ascending).  h: h_k = T/N_k.  steps: N_k.
+        chosen: index of the chosen h in these arrays, or None when it lies beyond the swept range.
+        median_exact, last_exact: median over the N_k steps and last-step value of |cos(ℓ_n, v_stiff)|.
+        median_estimate, last_estimate: the same for the embedded estimate e_n (None without a pair).
+        message: "" or why some runs have NaN (their states overflowed).
+    """
+
+    solver: str
+    lam_stiff: float
+    lam_slow: float
+    angle: float
+    boundary: float
+    duration: float
+    h_chosen: float
+    z_chosen: float
+    z: np.ndarray
+    h: np.ndarray
+    steps: np.ndarray
+    chosen: int | None
+    median_exact: np.ndarray
+    last_exact: np.ndarray
+    median_estimate: np.ndarray | None
+    last_estimate: np.ndarray | None
+    message: str
+
+
+def _sweep_steps(duration_z: float, steps: int, top: float, points: int) -> np.ndarray:
+    """Step counts N_k (descending, so h_k|λ| = duration_z/N_k ascends), with ``steps`` itself when within range."""
+    low = max(1, math.ceil(duration_z / top - 1e-9))
+    high = max(low, min(SWEEP_MAX_STEPS, math.floor(duration_z / SWEEP_Z_MIN + 1e-9)))
+    targets = np.linspace(duration_z / high, duration_z / low, points)
+    counts = set(np.clip(np.rint(duration_z / targets), low, high).astype(int).tolist())
+    if low <= steps:
+        counts.add(steps)
+    return np.array(sorted(counts, reverse=True))
+
+
+def _median_and_last(cos: np.ndarray, counts: np.ndarray, done: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row k: median and last of cos[k, :N_k]; NaN where the loop stopped (``done`` steps) before N_k."""
+    median = np.array([np.median(row[:n]) if n <= done else np.nan for row, n in zip(cos, counts)])
+    last = np.array([row[n - 1] if n <= done else np.nan for row, n in zip(cos, counts)])
+    return median, last
+
+
+def alignment_sweep(lam_stiff: float, lam_slow: float, angle: float, h: float, steps: int, solver: str,
+                    x0: Sequence[float] = (1.0, 1.0), points: int = SWEEP_POINTS) -> AlignmentSweep:  # fmt: skip
+    """The run of :func:`stiff_system` (same arguments) repeated with other step sizes over the
+    same duration T = steps·h: for h_k|λ_stiff| from 0.05 to 1.1 × the solver's real-axis
+    boundary, N_k = T/h_k steps (an integer; so h_k = T/N_k), the median over the steps and the
+    last-step value of |cos(ℓ_n, v_stiff)| and, where the solver has a pair, |cos(e_n, v_stiff)|.
+
+    Why the direction turns. In eigen-coordinates c = (c_s, c_l) of y_0, ℓ_n has components
+    (e^{z} − R(z)) R(z)^n c for z = hλ_stiff, hλ_slow, so |cos(ℓ_n, v_stiff)| = ρ_n/√(1 + ρ_n²) with
+    ρ_n = K q^n |c_s/c_l|, K = |e^{z_s} − R(z_s)| / |e^{z_l} − R(z_l)|, q = |R(z_s)/R(z_l)|. ρ_n is
+    geometric in n, so |cos| is monotone along a run and its median is the value at the middle
+    step (t ≈ T/2). For h → 0, K → (λ_stiff/λ_slow)^{p+1} (p the order: 40³ for Heun with the
+    defaults) and q^n → e^{−(|λ_stiff| − |λ_slow|) t_n}: the error starts on v_stiff and turns to
+    v_slow at t* ≈ ln(K|c_s/c_l|)/(|λ_stiff| − |λ_slow|), the same time for every small h. As
+    h|λ_stiff| nears the boundary, |R(z_s)| → 1: the numerical stiff mode is barely damped, q^n
+    decays ever more slowly per unit time, t* grows without bound, and once |R(z_s)| ≥ |R(z_l)|
+    (Heun: h|λ_stiff| ≥ 2(1 − λ_slow/λ_stiff)) the error never leaves v_stiff. Over a fixed
+    duration T > t* the curve therefore rises from ≈ 0 (small h: turned to v_slow) to 1 near the
+    boundary. Beyond the boundary the stiff mode grows and the error stays on v_stiff.
+
+    Why a fixed duration and not a fixed number of steps: with N fixed, a smaller h also shortens
+    the run to N·h, and for h|λ_stiff| ≪ 1 it ends before t* with the error still on v_stiff; per
+    step the stiff mode is damped by |R(z_s)|, weakly both for z_s → 0 and at the boundary, so the
+    curve would be U-shaped and mix "run too short" with the stability effect.
+
+    How. For y' = My (no dependence on t) a step of size h is the same computation as a step of
+    size 1 on y' = (hM) y, so row k integrates y' = (h_k M) y over σ_i = 1 + (N − i) with the
+    sampler's :func:`integrate` and solver (the code path of :func:`stiff_system`, diagnostics
+    off), all rows in one batched loop of N = max N_k ≤ 600 steps; row k uses its first N_k.
+    The smallest h_k|λ_stiff| is max(0.05, T|λ_stiff|/600) (unless the chosen h is smaller), and
+    the chosen h is one of the rows when h|λ_stiff| ≤ 1.1 × boundary, so its values are those of
+    :func:`stiff_system`. Where the slow part of ℓ_n is below float64 rounding of y_n (≈ 1e−16‖y_n‖;
+    rk4 with small h), the measured direction is that of the rounding. Limits: those of
+    :func:`stiff_system`, and points in [2, 200].
+    """
+    lam_stiff, lam_slow, angle, rotation, start = _system(lam_stiff, lam_slow, angle, x0)
+    h, steps, method = _step_size(h, -lam_stiff, "|λ_stiff|"), _steps(steps), _solver(solver)
+    count = as_number("points", points)
+    if count != int(count) or not 2 <= count <= 200:
+        raise ParameterError("points", f"must be an integer in [2, 200], got {points!r}")
+    rate, boundary = -lam_stiff, method.stability_boundary
+    duration = steps * h
+    counts = _sweep_steps(duration * rate, steps, SWEEP_BEYOND * boundary, int(count))
+    step_sizes = duration / counts
+    step_sizes[counts == steps] = h  # the chosen run exactly
+    matrix = _matrix(rotation, lam_stiff, lam_slow)
+    batch = len(counts)
+    run = _integrate_linear(-step_sizes[:, None, None] * matrix, np.tile(start, (batch, 1)), 1.0, int(counts[0]),
+                            solver, diagnostics=False)  # fmt: skip
+    done = len(run.t) - 1
+    v_stiff = rotation[:, 0]
+
+    def cosines(vectors: np.ndarray) -> np.ndarray:
+        return _alignment(vectors.reshape(-1, 2), v_stiff).reshape(batch, -1)
+
+    lte = _one_step_errors(_step_exp(matrix, step_sizes), run.states)
+    median_exact, last_exact = _median_and_last(cosines(lte), counts, done)
+    median_estimate = last_estimate = None
+    if run.estimates is not None:
+        median_estimate, last_estimate = _median_and_last(cosines(run.estimates), counts, done)
+    hits = np.flatnonzero(counts == steps)
+    message = "" if done == counts[0] else f"runs with more than {done} steps overflowed and are left out"
+    return AlignmentSweep(solver, lam_stiff, lam_slow, angle, boundary, duration, h, h * rate, step_sizes * rate,
+                          step_sizes, counts, int(hits[0]) if hits.size else None, median_exact, last_exact,
+                          median_estimate, last_estimate, message)  # fmt: skip

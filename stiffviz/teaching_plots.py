@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .plots import COLOURS, stability_figure
-from .teaching import ScalarExample, StiffSystemExample
+from .teaching import AlignmentSweep, ScalarExample, StiffSystemExample
 
 LAYOUT = dict(template="plotly_white", margin=dict(l=55, r=10, t=45, b=40), legend=dict(orientation="h", y=-0.3))
 EXACT = dict(color="black", width=1.5)
@@ -124,4 +124,39 @@ def alignment_figure(ex: StiffSystemExample) -> go.Figure:
     fig.update_layout(title="Alignment of the error with the stiff direction", xaxis_title="step n",
                       yaxis=dict(title="|cos|", range=[0, 1.05]), height=320, uirevision="learn-alignment",
                       **LAYOUT)  # fmt: skip
+    return fig
+
+
+def sweep_figure(sw: AlignmentSweep) -> go.Figure:
+    """Median (solid) and last-step (dashed) |cos(error, v_stiff)| against h|λ_stiff| over one
+    duration, the solver's real-axis boundary as a vertical line and the chosen h marked."""
+    fig = go.Figure()
+    hover = "h|λ_stiff| = %{x:.3f}<br>h = %{customdata[0]:.4g}, N = %{customdata[1]}<br>|cos| = %{y:.3f}"
+    custom = np.column_stack([sw.h, sw.steps])
+    curves = [(sw.median_exact, sw.last_exact, "exact LTE", COLOURS[1]),
+              (sw.median_estimate, sw.last_estimate, "embedded e", COLOURS[2])]  # fmt: skip
+    for median, last, name, colour in curves:
+        if median is None:
+            continue
+        fig.add_trace(go.Scatter(x=sw.z, y=median, mode="lines+markers", name=f"{name}: median over the run",
+                                 line=dict(color=colour, width=1.5), marker=dict(size=4, color=colour),
+                                 customdata=custom, hovertemplate=hover))  # fmt: skip
+        fig.add_trace(go.Scatter(x=sw.z, y=last, mode="lines", name=f"{name}: last step", customdata=custom,
+                                 line=dict(color=colour, width=1.5, dash="dash"), hovertemplate=hover))  # fmt: skip
+    fig.add_trace(go.Scatter(x=[sw.boundary, sw.boundary], y=[0, 1.05], mode="lines", name=f"stability boundary {sw.boundary:.4g}",
+                             line=dict(color="black", dash="dot", width=1)))  # fmt: skip
+    fig.add_trace(go.Scatter(x=[sw.z_chosen, sw.z_chosen], y=[0, 1.05], mode="lines", line=dict(color="grey", width=1),
+                             name=f"chosen h|λ_stiff| = {sw.z_chosen:.4g}", legendgroup="chosen"))  # fmt: skip
+    if sw.chosen is not None:
+        k = sw.chosen
+        marks = [(curve[k], colour) for curve, colour in ((sw.median_exact, COLOURS[1]), (sw.last_exact, COLOURS[1]),
+                 (sw.median_estimate, COLOURS[2]), (sw.last_estimate, COLOURS[2])) if curve is not None]  # fmt: skip
+        fig.add_trace(go.Scatter(x=[sw.z_chosen] * len(marks), y=[m[0] for m in marks], mode="markers", showlegend=False,
+                                 legendgroup="chosen", hovertemplate="chosen h: |cos| = %{y:.3f}<extra></extra>",
+                                 marker=dict(symbol="diamond", size=10, color=[m[1] for m in marks],
+                                             line=dict(color="black", width=1))))  # fmt: skip
+    right = 1.05 * max(float(np.max(sw.z)), sw.z_chosen, sw.boundary)
+    fig.update_layout(title=f"Same duration T = N·h = {sw.duration:.4g}, other step sizes", height=380,
+                      xaxis=dict(title="h|λ_stiff|", range=[0, right]), uirevision="learn-sweep",
+                      yaxis=dict(title="|cos(error, v_stiff)|", range=[0, 1.05]), **LAYOUT)  # fmt: skip
     return fig

@@ -3,7 +3,8 @@
 Layout and wiring only: the numbers come from :mod:`stiffviz.teaching` (the sampler's own
 loop and solvers on linear problems) and the figures from :mod:`stiffviz.teaching_plots`.
 The handlers :func:`learn_test_equation` and :func:`learn_stiff_system` are plain functions
-of the inputs; they never raise on bad input but return the message in their Markdown output.
+of the inputs returning (figures..., Markdown summary); they never raise on bad input but
+return the message in their Markdown output.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ import gradio as gr
 import numpy as np
 
 from . import teaching
-from .teaching import MAX_STEPS, TEACHING_SOLVERS, ScalarExample, StiffSystemExample
+from .teaching import MAX_STEPS, TEACHING_SOLVERS, AlignmentSweep, ScalarExample, StiffSystemExample
 from .teaching_plots import (
-    alignment_figure, complex_text, growth_figure, modes_stability_figure, phase_figure, solution_figure, z_stability_figure,
+    alignment_figure, complex_text, growth_figure, modes_stability_figure, phase_figure, solution_figure, sweep_figure,
+    z_stability_figure,
 )  # fmt: skip
 
 TEST_DEFAULTS = dict(lam_re=-10.0, lam_im=0.0, h=0.21, steps=30, solver="heun")  # z = −2.1: just outside Heun's region
@@ -54,17 +56,22 @@ The embedded estimate e (Heun: x^H − x^E) is what the sampler records as the L
 error of the pair's lower-order member: for Heun e = (hM)²yₙ/2, while the Heun step's own error is
 ≈ (hM)³yₙ/6 = (hM/3)·e, so both lean towards v_stiff. Euler and RK4 have no embedded pair: only the
 exact error is shown. In the **Sampler** tab this is the *Alignment* chart, |cos(e, v₁)| per step with
-v₁ the Jacobian's dominant eigenvector. Try h = 0.045 (hλ_stiff = −1.8, aligned all along), then
-h = 0.01 with 80 steps (the error turns to v_slow once the stiff transient has died), then h = 0.055
-(outside the region: the stiff mode grows)."""
+v₁ the Jacobian's dominant eigenvector.
 
-Outputs = tuple[Any, Any, Any, str]
+The *sweep* chart repeats your run over the same duration T = N·h with other step sizes and plots the
+median (solid) and last-step (dashed) |cos(error, v_stiff)| against h|λ_stiff|: with small h the stiff
+transient dies within the run and the error turns to v_slow (|cos| ≈ 0); as h|λ_stiff| nears the boundary
+(dotted) the numerical stiff mode is barely damped and the error stays on v_stiff (|cos| → 1).
+Try h = 0.045 (hλ_stiff = −1.8, aligned all along), then h = 0.01 with 80 steps (the error turns to
+v_slow once the stiff transient has died), then h = 0.055 (outside the region: the stiff mode grows)."""
+
+Outputs = tuple[Any, ...]  # (figures..., Markdown summary)
 
 
-def _failed(error: ValueError) -> Outputs:
-    """Keep the figures on screen; the Markdown names the parameter and its limit."""
+def _failed(error: ValueError, figures: int) -> Outputs:
+    """Keep the ``figures`` on screen; the Markdown names the parameter and its limit."""
     text = f"**Not recomputed.** {error}\n\nThe charts still show the last valid input."
-    return gr.skip(), gr.skip(), gr.skip(), text
+    return (*[gr.skip() for _ in range(figures)], text)
 
 
 def _stability_word(stable: bool) -> str:
@@ -89,7 +96,16 @@ def _scalar_summary(ex: ScalarExample) -> str:
     return "\n".join(f"- {line}" for line in lines + ([f"⚠ {ex.message}"] if ex.message else []))
 
 
-def _stiff_summary(ex: StiffSystemExample) -> str:
+def _sweep_line(sw: AlignmentSweep) -> str:
+    """Where the median alignment of the exact LTE first exceeds ½ along the sweep."""
+    median = sw.median_exact
+    above = np.flatnonzero(median > 0.5)
+    turn = f"first exceeds 0.5 at h|λ_stiff| = {sw.z[above[0]]:.3g}" if above.size else "stays below 0.5"
+    return (f"Sweep over h, same duration T = {sw.duration:.4g}: median |cos(exact LTE, v_stiff)| is "
+            f"{median[0]:.3f} at h|λ_stiff| = {sw.z[0]:.3g}, {median[-1]:.3f} at {sw.z[-1]:.3g}, and {turn}.")  # fmt: skip
+
+
+def _stiff_summary(ex: StiffSystemExample, sw: AlignmentSweep) -> str:
     estimate = ("no embedded pair: exact error only" if ex.cos_estimate is None
                 else f"embedded e: median {_median(ex.cos_estimate):.3f}, last step {ex.cos_estimate[-1]:.3f}")  # fmt: skip
     lines = [
@@ -101,8 +117,10 @@ def _stiff_summary(ex: StiffSystemExample) -> str:
         f"Largest exact one-step error ‖ℓₙ‖ = {np.max(np.linalg.norm(ex.lte_exact, axis=1)):.4g}; "
         f"largest global error ‖yₙ − y(tₙ)‖ = {ex.max_error:.4g}.",
         f"Sampler's secant estimate z = |h|ρ̂: median {_median(ex.secant_z):.4g} (h|λ_stiff| = {abs(ex.z_stiff):.4g}).",
+        _sweep_line(sw),
     ]
-    return "\n".join(f"- {line}" for line in lines + ([f"⚠ {ex.message}"] if ex.message else []))
+    notes = [f"⚠ {m}" for m in (ex.message, sw.message and f"sweep: {sw.message}") if m]
+    return "\n".join(f"- {line}" for line in lines + notes)
 
 
 def learn_test_equation(lam_re: float, lam_im: float, h: float, steps: int, solver: str) -> Outputs:
@@ -111,36 +129,40 @@ def learn_test_equation(lam_re: float, lam_im: float, h: float, steps: int, solv
         lam = complex(teaching.as_number("lam_re", lam_re), teaching.as_number("lam_im", lam_im))
         ex = teaching.test_equation(lam, h, steps, solver)
     except ValueError as error:  # ParameterError is a ValueError
-        return _failed(error)
+        return _failed(error, 3)
     return solution_figure(ex), growth_figure(ex), z_stability_figure(ex), _scalar_summary(ex)
 
 
 def learn_stiff_system(lam_stiff: float, lam_slow: float, angle_deg: float, h: float, steps: int, solver: str) -> Outputs:
-    """(phase plane, alignment chart, stability figure, Markdown summary) for y' = My; ``angle_deg`` in degrees."""
+    """(phase plane, alignment chart, stability figure, sweep over h, Markdown summary) for y' = My;
+    ``angle_deg`` in degrees."""
     try:
         angle = math.radians(teaching.as_number("angle_deg", angle_deg))
         ex = teaching.stiff_system(lam_stiff, lam_slow, angle, h, steps, solver)
+        sw = teaching.alignment_sweep(lam_stiff, lam_slow, angle, h, steps, solver)
     except ValueError as error:
-        return _failed(error)
-    return phase_figure(ex), alignment_figure(ex), modes_stability_figure(ex), _stiff_summary(ex)
+        return _failed(error, 4)
+    return phase_figure(ex), alignment_figure(ex), modes_stability_figure(ex), sweep_figure(sw), _stiff_summary(ex, sw)
 
 
 def _section(text: str, make_inputs: Callable[[], list], handler: Callable[..., Outputs], defaults: dict,
-             names: tuple[str, str, str], prefix: str) -> None:  # fmt: skip
-    """Controls, a summary and three plots filled with ``handler(**defaults)``; any input change recomputes."""
-    first, second, stability, summary = handler(**defaults)
+             plots: tuple[tuple[str, str], ...], prefix: str) -> None:  # fmt: skip
+    """Controls, a summary and the ``plots`` ((label, id suffix) each, two a row) filled with
+    ``handler(**defaults)``; any input change recomputes."""
+    *figures, summary = handler(**defaults)
     gr.Markdown(text)
     with gr.Row():
         with gr.Column(scale=1, min_width=260):
             inputs = make_inputs()
             note = gr.Markdown(summary, elem_id=f"learn-{prefix}-summary")
         with gr.Column(scale=3):
-            with gr.Row():
-                plots = [gr.Plot(value=fig, label=label, elem_id=f"learn-{prefix}-{label.replace(' ', '-')}")
-                         for fig, label in zip((first, second), names[:2])]  # fmt: skip
-            plots.append(gr.Plot(value=stability, label=names[2], elem_id=f"learn-{prefix}-stability"))
+            components = []
+            for row in range(0, len(plots), 2):
+                with gr.Row():
+                    components += [gr.Plot(value=fig, label=label, elem_id=f"learn-{prefix}-{suffix}")
+                                   for fig, (label, suffix) in zip(figures[row : row + 2], plots[row : row + 2])]  # fmt: skip
     # preprocess=False: raw values reach the handler, whose checks name the parameter and its limit
-    gr.on([c.change for c in inputs], handler, inputs, [*plots, note], trigger_mode="always_last",
+    gr.on([c.change for c in inputs], handler, inputs, [*components, note], trigger_mode="always_last",
           api_name=handler.__name__, show_progress="hidden", preprocess=False)  # fmt: skip
 
 
@@ -171,13 +193,15 @@ def build_learn_tab() -> None:
     """Build the Learn tab inside the caller's ``with gr.Tab("Learn"):`` of a ``gr.Blocks``.
 
     Nothing else to wire: the figures and summaries are computed here, at build time, from
-    :data:`TEST_DEFAULTS` and :data:`STIFF_DEFAULTS` (a few milliseconds) and are the components'
+    :data:`TEST_DEFAULTS` and :data:`STIFF_DEFAULTS` (about 0.1 s on a CPU) and are the components'
     initial values, so the tab renders without a load event; every input's ``change`` recomputes
     its example (``gr.on``, ``trigger_mode="always_last"``, API names ``learn_test_equation`` and
     ``learn_stiff_system``).
     """
     gr.Markdown(INTRO)
     _section(TEST_TEXT, _test_inputs, learn_test_equation, TEST_DEFAULTS,
-             ("solution", "growth per step", "stability region"), "test")  # fmt: skip
+             (("solution", "solution"), ("growth per step", "growth-per-step"), ("stability region", "stability")),
+             "test")  # fmt: skip
     _section(STIFF_TEXT, _stiff_inputs, learn_stiff_system, STIFF_DEFAULTS,
-             ("phase plane", "alignment", "stability region"), "stiff")  # fmt: skip
+             (("phase plane", "phase-plane"), ("alignment", "alignment"), ("stability region", "stability"),
+              ("alignment against h|λ_stiff| (sweep)", "sweep")), "stiff")  # fmt: skip

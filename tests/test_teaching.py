@@ -166,6 +166,122 @@ def test_mode_amplifications_and_stability():
     assert not ex.stable and teaching.stiff_system(-40.0, -1.0, 0.3, 0.045, 10, "heun").stable
 
 
+# ------------------------------------------------------------------ the sweep over h
+def eigen_lte(solver, lam_stiff, lam_slow, angle, h, steps, x0=(1.0, 1.0)):
+    """Without any stepping: ℓ_n = (e^{hM} − R(hM)) y_n with y_n = R(hM)^n y_0, in the eigenbasis of
+    numpy's ``eigh`` (R the Taylor polynomial). Returns |cos(ℓ_n, v_stiff)|, ‖ℓ_n‖/‖y_n‖ and the
+    eigen-components (n, 2) of y_n, columns in ``eigh``'s order, and that order's stiff column."""
+    _, values, vectors = eigen(lam_stiff, lam_slow, angle)
+    z = h * values
+    r = taylor_r(solver, z).real
+    y = r ** np.arange(steps)[:, None] * (vectors.T @ np.asarray(x0, dtype=float))
+    lte = (np.exp(z) - r) * y
+    stiff = int(np.argmin(values))
+    cos = np.abs(lte[:, stiff]) / np.linalg.norm(lte, axis=1)
+    return cos, np.linalg.norm(lte, axis=1) / np.linalg.norm(y, axis=1), y, stiff, z
+
+
+ROUNDING = 1e-10  # ‖ℓ_n‖/‖y_n‖ below this: the measured direction is float64 rounding of y_n, not ℓ_n
+
+
+@pytest.mark.parametrize("solver", teaching.TEACHING_SOLVERS)
+@pytest.mark.parametrize("lam_stiff,lam_slow,degrees,h,steps", [
+    (-40.0, -1.0, 30, 0.045, 40), (-40.0, -1.0, 30, 0.01, 80), (-10.0, -5.0, 10, 0.1, 30), (-200.0, -2.0, 70, 0.005, 100),
+])  # fmt: skip
+def test_sweep_matches_the_eigen_closed_form(solver, lam_stiff, lam_slow, degrees, h, steps):
+    """Every row's median and last-step |cos(ℓ_n, v_stiff)| against numpy's eigh and R(z), wherever
+    the LTE is above rounding (rk4 with small h is not: its slow error there is ~1e−17‖y‖)."""
+    angle = math.radians(degrees)
+    sw = teaching.alignment_sweep(lam_stiff, lam_slow, angle, h, steps, solver)
+    assert sw.boundary == get_solver(solver).stability_boundary and sw.message == ""
+    assert np.allclose(sw.steps * sw.h, steps * h, rtol=1e-12) and np.allclose(sw.z, -lam_stiff * sw.h)
+    assert np.all(np.diff(sw.z) > 0) and sw.z[-1] <= 1.1 * sw.boundary + 1e-9
+    compared = 0
+    for k, (hk, nk) in enumerate(zip(sw.h, sw.steps)):
+        cos, rel, *_ = eigen_lte(solver, lam_stiff, lam_slow, angle, hk, nk)
+        middle = np.argsort(cos)[[(nk - 1) // 2, nk // 2]]
+        if rel[middle].min() > ROUNDING:
+            assert sw.median_exact[k] == pytest.approx(np.median(cos), abs=1e-5)
+            compared += 1
+        if rel[-1] > ROUNDING:
+            assert sw.last_exact[k] == pytest.approx(cos[-1], abs=1e-5)
+            compared += 1
+    assert compared >= len(sw.z) // 2  # at least a quarter of all values are checked (rk4, λ ratio 100: 22 of 82)
+
+
+def test_heun_sweep_estimate_matches_half_h_m_squared_closed_form():
+    """Heun's e_n = (hM)² y_n / 2: eigen-components z² R(z)^n c_0 / 2."""
+    angle = math.radians(30)
+    sw = teaching.alignment_sweep(-40.0, -1.0, angle, 0.045, 40, "heun")
+    for k, (hk, nk) in enumerate(zip(sw.h, sw.steps)):
+        _, _, y, stiff, z = eigen_lte("heun", -40.0, -1.0, angle, hk, nk)
+        estimate = z**2 / 2 * y
+        cos = np.abs(estimate[:, stiff]) / np.linalg.norm(estimate, axis=1)
+        assert sw.median_estimate[k] == pytest.approx(np.median(cos), abs=1e-6)
+        assert sw.last_estimate[k] == pytest.approx(cos[-1], abs=1e-6)
+
+
+@pytest.mark.parametrize("solver", teaching.TEACHING_SOLVERS)
+def test_sweep_row_of_the_chosen_h_is_the_stiff_system_run(solver):
+    """Same h and steps, so the same values (up to rounding: the sweep steps y' = (hM)y with step 1;
+    rk4's slow error at h|λ_stiff| = 1.8 is ~1e−9‖y‖, so its direction carries ~1e−7 of rounding)."""
+    angle = math.radians(30)
+    sw = teaching.alignment_sweep(-40.0, -1.0, angle, 0.045, 40, solver)
+    ex = teaching.stiff_system(-40.0, -1.0, angle, 0.045, 40, solver)
+    k = sw.chosen
+    assert sw.steps[k] == 40 and sw.h[k] == 0.045 and sw.z_chosen == pytest.approx(1.8)
+    assert sw.median_exact[k] == pytest.approx(np.median(ex.cos_exact), abs=1e-6)
+    assert sw.last_exact[k] == pytest.approx(ex.cos_exact[-1], abs=1e-6)
+    if ex.cos_estimate is None:
+        assert sw.median_estimate is None and sw.last_estimate is None
+    else:
+        assert sw.median_estimate[k] == pytest.approx(np.median(ex.cos_estimate), abs=1e-6)
+        assert sw.last_estimate[k] == pytest.approx(ex.cos_estimate[-1], abs=1e-6)
+
+
+@pytest.mark.parametrize("solver", teaching.TEACHING_SOLVERS)
+def test_with_the_default_lambdas_the_error_turns_to_v_stiff_towards_the_boundary(solver):
+    """The claim of the Learn tab's text, for λ_stiff = −40, λ_slow = −1 over T = 40 × 0.045: with
+    small h the error has turned to v_slow (median and last |cos| < 0.01 at h|λ_stiff| ≈ 0.5; at the
+    smallest, 0.12, < 0.05: rk4's slow error there is at rounding level), and for h|λ_stiff| in
+    [0.9, 1] × boundary it stays on v_stiff (median and last step > 0.99)."""
+    sw = teaching.alignment_sweep(-40.0, -1.0, math.radians(30), 0.045, 40, solver)
+    near = (sw.z >= 0.9 * sw.boundary) & (sw.z <= sw.boundary)
+    half = np.argmin(np.abs(sw.z - 0.5))
+    assert sw.z[0] == pytest.approx(0.12) and near.sum() >= 3 and abs(sw.z[half] - 0.5) < 0.05
+    assert sw.median_exact[0] < 0.05 and sw.median_exact[half] < 0.01 and sw.last_exact[half] < 0.01
+    assert sw.median_exact[near].min() > 0.99 and sw.last_exact[near].min() > 0.99
+    assert np.all(sw.median_exact[sw.z > sw.boundary] > 0.99)  # beyond: the stiff mode grows
+    if solver != "rk4":  # the turn is monotone in h|λ_stiff| (rk4's small-h values are rounding)
+        assert np.diff(sw.median_exact).min() > -1e-4 and np.diff(sw.last_exact).min() > -1e-4
+
+
+def test_with_a_fixed_number_of_steps_small_h_ends_before_the_turn():
+    """Why the sweep keeps the duration: with N = 40 steps fixed (closed form), h|λ_stiff| = 0.05 ends
+    at t = 0.05 before the stiff part of the error has decayed (|cos| ≈ 1), while h|λ_stiff| = 1 has turned."""
+    angle = math.radians(30)
+    small, *_ = eigen_lte("heun", -40.0, -1.0, angle, 0.05 / 40, 40)
+    middle, *_ = eigen_lte("heun", -40.0, -1.0, angle, 1.0 / 40, 40)
+    assert small[-1] > 0.99 and middle[-1] < 1e-3
+
+
+def test_sweep_range_follows_the_duration_and_leaves_out_a_chosen_h_beyond_it():
+    short = teaching.alignment_sweep(-40.0, -1.0, 0.5, 0.001, 5, "heun")  # T|λ| = 0.2: N from 5 down to 1
+    assert list(short.steps) == [5, 4, 3, 2, 1] and short.chosen == 0 and short.z[-1] == pytest.approx(0.2)
+    beyond = teaching.alignment_sweep(-40.0, -1.0, 0.5, 0.1, 20, "rk4")  # h|λ| = 4 > 1.1 × 2.785
+    assert beyond.chosen is None and beyond.z_chosen == pytest.approx(4.0) and beyond.z.max() <= 1.1 * 2.7853
+    assert np.all(np.isfinite(beyond.median_exact)) and beyond.steps.max() <= teaching.SWEEP_MAX_STEPS
+
+
+def test_sweep_refuses_what_stiff_system_refuses():
+    with pytest.raises(ParameterError) as info:
+        teaching.alignment_sweep(**(STIFF | dict(h=0.5)))
+    assert info.value.parameter == "h"
+    with pytest.raises(ParameterError) as info:
+        teaching.alignment_sweep(**STIFF, points=1)
+    assert info.value.parameter == "points"
+
+
 # ------------------------------------------------------------------ input checks
 SCALAR = dict(lam=-1.0, h=0.1, steps=10, solver="heun")
 STIFF = dict(lam_stiff=-40.0, lam_slow=-1.0, angle=0.5, h=0.04, steps=10, solver="heun")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 
 import gradio as gr
 import numpy as np
@@ -21,8 +22,39 @@ def test_defaults_show_heun_just_outside_its_region():
 
 def test_stiff_defaults_are_stable_and_aligned():
     *figures, text = learn_stiff_system(**STIFF_DEFAULTS)
-    assert all(isinstance(f, go.Figure) for f in figures)
+    assert len(figures) == 4 and all(isinstance(f, go.Figure) for f in figures)
     assert "hλ_stiff = -1.8" in text and "**stable**" in text and "0.82" in text  # 1 − 1.8 + 1.8²/2
+    # the sweep: turned to v_slow at the smallest h, on v_stiff beyond the boundary
+    assert "same duration T = 1.8" in text and "is 0.000 at h|λ_stiff| = 0.12, 1.000 at 2.18" in text
+
+
+def test_sweep_figure_draws_the_sweep_with_boundary_and_chosen_h():
+    sw = teaching.alignment_sweep(-40.0, -1.0, math.radians(30), 0.045, 40, "heun")
+    *_, sweep, _ = learn_stiff_system(-40.0, -1.0, 30.0, 0.045, 40, "heun")
+    by_name = {t.name: t for t in sweep.data if t.name}
+    median = by_name["exact LTE: median over the run"]
+    assert np.allclose(np.array(median.x, dtype=float), sw.z) and np.allclose(np.array(median.y, dtype=float), sw.median_exact)
+    assert np.allclose(np.array(by_name["exact LTE: last step"].y, dtype=float), sw.last_exact)
+    assert np.allclose(np.array(by_name["embedded e: median over the run"].y, dtype=float), sw.median_estimate)
+    assert list(by_name["stability boundary 2"].x) == [2.0, 2.0]
+    assert np.allclose(np.array(by_name["chosen h|λ_stiff| = 1.8"].x, dtype=float), 1.8)
+    (marks,) = [t for t in sweep.data if not t.name]
+    assert np.allclose(np.array(marks.x, dtype=float), 1.8)
+    assert np.allclose(np.array(marks.y, dtype=float)[:2], [sw.median_exact[sw.chosen], sw.last_exact[sw.chosen]])
+    assert sweep.layout.uirevision and sweep.layout.xaxis.title.text == "h|λ_stiff|"
+    *_, rk4, _ = learn_stiff_system(-40.0, -1.0, 30.0, 0.045, 40, "rk4")  # no pair: exact error only
+    assert not any(t.name and t.name.startswith("embedded") for t in rk4.data)
+
+
+def test_stiff_section_recomputes_fast():
+    """The handler (run, sweep of ~40 step sizes in one batched loop, four figures) takes ~0.15 s on
+    a CPU; 1 s (best of 3, the largest sweep: 600 steps, rk4) leaves room for a slow shared machine."""
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        learn_stiff_system(-40.0, -1.0, 30.0, 0.065, 200, "rk4")
+        times.append(time.perf_counter() - start)
+    assert min(times) < 1.0, times
 
 
 @pytest.mark.parametrize("change,parameter,limit", [
@@ -50,8 +82,9 @@ def test_test_equation_handler_names_the_parameter_and_keeps_the_figures(change,
     (dict(solver="dpmpp2m"), "solver", "euler, heun"),
 ])  # fmt: skip
 def test_stiff_handler_names_the_parameter(change, parameter, limit):
-    *_, text = learn_stiff_system(**(STIFF_DEFAULTS | change))
+    *figures, text = learn_stiff_system(**(STIFF_DEFAULTS | change))
     assert f"{parameter}:" in text and limit in text
+    assert len(figures) == 4 and not any(isinstance(f, go.Figure) for f in figures)
 
 
 def _region_value(fig: go.Figure, z: complex) -> float:
@@ -72,7 +105,7 @@ def test_stability_view_puts_z_where_the_region_says_stable_or_not(lam, h, solve
 
 def test_figures_draw_the_example_numbers():
     ex = teaching.stiff_system(-40.0, -1.0, math.radians(30), 0.045, 40, "heun")
-    phase, alignment, _, _ = learn_stiff_system(-40.0, -1.0, 30.0, 0.045, 40, "heun")
+    phase, alignment, _, _, _ = learn_stiff_system(-40.0, -1.0, 30.0, 0.045, 40, "heun")
     (numerical,) = [t for t in phase.data if t.name and t.name.startswith("heun")]
     assert np.allclose(np.array(numerical.x, dtype=float), ex.y[:, 0])
     (arrows,) = [t for t in phase.data if t.name and t.name.startswith("exact LTE")]
@@ -92,6 +125,10 @@ def test_tab_builds_inside_blocks_with_learn_ids_and_initial_figures():
     ids = [b.elem_id for b in demo.blocks.values() if getattr(b, "elem_id", None)]
     assert ids and all(i.startswith("learn-") for i in ids)
     plots = [b for b in demo.blocks.values() if isinstance(b, gr.Plot)]
-    assert len(plots) == 6 and all(p.value is not None for p in plots)
+    assert len(plots) == 7 and all(p.value is not None for p in plots)
+    assert {"learn-stiff-sweep", "learn-stiff-stability", "learn-stiff-phase-plane", "learn-test-growth-per-step"} <= set(ids)
+    (stiff,) = [d for d in demo.fns.values() if d.api_name == "learn_stiff_system"]
+    assert [o._id for o in stiff.outputs][:4] == [p._id for p in plots[3:]]  # the four figures, then the summary
+    assert len(stiff.outputs) == 5 and isinstance(stiff.outputs[4], gr.Markdown)
     names = {d.api_name for d in demo.fns.values()}
     assert {"learn_test_equation", "learn_stiff_system"} <= names
