@@ -3,7 +3,8 @@
 Calls the run handler (``stiffviz.ui.run``) as the server does, with the page's defaults,
 and prints, as medians over repeats, the time to the first streamed frame, to the end of
 the guided run, and to the last frame, next to the sampler's own wall time for the same
-two runs (``stiffviz.sample``), so the cost of drawing the frames is seen beside it. The
+two runs (``stiffviz.sample``), so the cost of drawing the frames is seen beside it, and the
+time the Learn tab takes to recompute an example after an input change. The
 first repeat is reported separately: it pays the one-off costs (imports, the particle
 view's density grids, the classifier of the quality report for image models).
 """
@@ -19,6 +20,7 @@ import torch
 import stiffviz
 from stiffviz import ui
 from stiffviz.live import DEFAULTS, GUIDED, INPUTS, parse_request
+from stiffviz.ui_learn import STIFF_DEFAULTS, TEST_DEFAULTS, learn_stiff_system, learn_test_equation
 
 
 def timed_run(values: dict) -> dict[str, float]:
@@ -44,6 +46,12 @@ def sampler_only(values: dict) -> float:
     return time.perf_counter() - start
 
 
+def timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -63,6 +71,11 @@ def main() -> None:
     for mark in ("first frame", "guided run done", "last frame"):
         print(f"{mark:<28}{first[mark]:>14.3f}{statistics.median(r[mark] for r in runs):>12.3f}")
     print(f"{'sampler alone, both runs':<28}{'':>14}{sampler:>12.3f}")
+    learn = {"Learn: test equation": lambda: learn_test_equation(**TEST_DEFAULTS),
+             "Learn: stiff system": lambda: learn_stiff_system(**STIFF_DEFAULTS),
+             "Learn: stiff, rk4 200 steps": lambda: learn_stiff_system(-40.0, -1.0, 30.0, 0.065, 200, "rk4")}
+    for name, recompute in learn.items():  # one input change in the Learn tab, as the server answers it
+        print(f"{name:<28}{timed(recompute):>14.3f}{statistics.median(timed(recompute) for _ in range(args.repeats)):>12.3f}")
 
 
 if __name__ == "__main__":

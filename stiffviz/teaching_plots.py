@@ -11,10 +11,10 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .plots import COLOURS, stability_figure
+from .plots import COLOURS, TEMPLATE, stability_figure
 from .teaching import AlignmentSweep, ScalarExample, StiffSystemExample
 
-LAYOUT = dict(template="plotly_white", margin=dict(l=55, r=10, t=45, b=40), legend=dict(orientation="h", y=-0.3))
+LAYOUT = dict(template=TEMPLATE, margin=dict(l=55, r=10, t=45, b=40), legend=dict(orientation="h", y=-0.3))
 EXACT = dict(color="black", width=1.5)
 ARROW_FRACTION = 0.15  # the longest drawn error vector is this fraction of the trajectory's extent
 
