@@ -7,8 +7,8 @@ steps (Karras schedule, σ 80 → 0.002, float32, 2,048 samples, the same seed a
 same initial noise for every row) one table per step count compares:
 
 * ``none``: plain Heun;
-* ``ERK-Guid w=…``: ERK-Guid (MATH.md §4) over a grid of w_stiff, w_con = 0.5;
-* ``SteinDiff […]``: SteinDiff (MATH.md §5) with Heun as the candidate map, K = 5
+* ``ERK-Guid w=…``: ERK-Guid (docs/math.md §4) over a grid of w_stiff, w_con = 0.5;
+* ``SteinDiff […]``: SteinDiff (docs/math.md §5) with Heun as the candidate map, K = 5
   Hutchinson probes, γ clipped to [γ_min, γ_max]; ``σ≤1`` acts only for σ_i ≤ 1. The row
   ``SteinDiff [1,1] measure`` clips γ to exactly 1, so it samples as plain Heun while
   recording the Stein estimate γ_raw on the plain-Heun trajectory (a control).

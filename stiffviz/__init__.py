@@ -1,6 +1,6 @@
 """stiffviz: a stiffness microscope for diffusion sampling.
 
-Public API: ``load_model``, ``list_models``, ``sample``, ``Trace`` (see DESIGN.md).
+Public API: ``load_model``, ``list_models``, ``sample``, ``Trace``.
 """
 
 from .config import SampleConfig

@@ -1,4 +1,4 @@
-"""Command line: ``python -m stiffviz sample …`` (flags as in DESIGN.md).
+"""Command line: ``python -m stiffviz sample …`` (``--help`` lists every flag).
 
 stdout is deterministic for a given seed and flags; the wall time goes to stderr.
 Exit status: 0 for a finished run, 1 for a run that diverged, 2 for bad input.
@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lte-ref-substeps", type=int, default=DEFAULTS.lte_ref_substeps, help="RK4 sub-steps of the reference")
     g.add_argument("--lipschitz", action="store_true", help="Lipschitz constant ‖∂T/∂x‖₂ of each applied step map")
     g.add_argument("--lipschitz-iters", type=int, default=DEFAULTS.lipschitz_iterations, help="power iterations for it")
-    s_ = p.add_argument_group("SteinDiff (MATH.md §5)")
+    s_ = p.add_argument_group("SteinDiff (docs/math.md §5)")
     s_.add_argument("--stein", action="store_true", help="Stein-stabilised steps: x ← x − γ (x − T(x))")
     s_.add_argument("--stein-probes", type=int, default=DEFAULTS.stein_probes, help="Hutchinson probes K")
     s_.add_argument("--stein-gamma-min", type=float, default=DEFAULTS.stein_gamma_min, help="lower clip γ_min (γ = 1 is the plain solver)")

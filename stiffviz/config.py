@@ -46,7 +46,7 @@ class SampleConfig(DiagnosticOptions):
     erk_con: float = 0.5
     dtype: str = "float32"
     device: str | None = None
-    # The diagnostics' switches are inherited from DiagnosticOptions; SteinDiff (MATH.md §5):
+    # The diagnostics' switches are inherited from DiagnosticOptions; SteinDiff (docs/math.md §5):
     stein: bool = False
     stein_probes: int = 5
     stein_gamma_min: float = 1.0

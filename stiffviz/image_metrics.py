@@ -1,5 +1,5 @@
 """Image quality for the digits family: a digits classifier, its accuracy on class-conditional
-samples, a Fréchet distance in its feature space, and k-NN precision/recall there (MATH.md §8).
+samples, a Fréchet distance in its feature space, and k-NN precision/recall there (docs/math.md §8).
 
 The classifier is a small MLP (64 → 128 → 64 → 10, ReLU) trained at first use, once per
 process (a few seconds, fixed seed), on scikit-learn's 1,797 digits scaled to [−1, 1],

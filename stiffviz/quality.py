@@ -1,4 +1,4 @@
-"""Sample-quality report of a run against its model's exact distribution (MATH.md §8).
+"""Sample-quality report of a run against its model's exact distribution (docs/math.md §8).
 
 For the 2-D toys (models with ``sample_reference`` and ``log_prob``): sliced Wasserstein
 distance to fresh reference samples, mean NLL under the exact clean density (reported

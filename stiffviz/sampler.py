@@ -1,4 +1,4 @@
-"""The sampling loop: one place owns the state that crosses steps (MATH.md §1–5).
+"""The sampling loop: one place owns the state that crosses steps (docs/math.md §1–5).
 
 Per step i, from σ_i to σ_{i+1}:
 1. evaluate the first stage (x_i, D(x_i), f(x_i)) unless the previous step handed it on;

@@ -1,4 +1,4 @@
-"""Noise-level schedules σ_0 > σ_1 > … > σ_{N−1} > σ_N = 0 (MATH.md §1).
+"""Noise-level schedules σ_0 > σ_1 > … > σ_{N−1} > σ_N = 0 (docs/math.md §1).
 
 * Karras et al. (EDM): σ_i = (σ_max^{1/ρ} + i/(N−1)·(σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ.
 * log-SNR uniform: log σ_i linear between log σ_max and log σ_min (σ = e^{−λ/2}, λ the log-SNR).

@@ -211,12 +211,12 @@ def add_train_parser(commands) -> argparse.ArgumentParser:
             "Train digits-unet, a small class-conditional EDM denoiser of scikit-learn's 8x8 digits, and a "
             "weaker version of it (narrower, trained for fewer steps) for Autoguidance, on the CPU, with a "
             "fixed seed; save both as safetensors and print their final losses. With the defaults this makes "
-            "the checkpoints shipped in assets/ (about 5 minutes on one CPU core)."
+            "the checkpoints shipped in stiffviz/data/ (about 5 minutes on one CPU core)."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--out", default=str(MAIN_CHECKPOINT.relative_to(MAIN_CHECKPOINT.parents[1])), help="main checkpoint file")
-    p.add_argument("--weak-out", default=str(WEAK_CHECKPOINT.relative_to(WEAK_CHECKPOINT.parents[1])),
+    p.add_argument("--out", default=str(MAIN_CHECKPOINT.relative_to(MAIN_CHECKPOINT.parents[2])), help="main checkpoint file")
+    p.add_argument("--weak-out", default=str(WEAK_CHECKPOINT.relative_to(WEAK_CHECKPOINT.parents[2])),
                    help="weak checkpoint file ('' to skip the weak model)")  # fmt: skip
     p.add_argument("--steps", type=int, default=m["steps"], help="optimiser steps of the main model")
     p.add_argument("--width", type=int, default=m["width"], help="channels at 8x8 of the main model (x1, x2, x2 at 8x8, 4x4, 2x2)")

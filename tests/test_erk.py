@@ -1,4 +1,4 @@
-"""ERK-Guid against an independent re-implementation of MATH.md §4, written out here."""
+"""ERK-Guid against an independent re-implementation of docs/math.md §4, written out here."""
 
 from __future__ import annotations
 

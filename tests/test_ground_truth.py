@@ -1,4 +1,4 @@
-"""Jacobian ground truth against independent computations (MATH.md §3)."""
+"""Jacobian ground truth against independent computations (docs/math.md §3)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Every expected value is computed independently inside the test: by autograd through
 ``log_prob`` / the denoiser, by brute force with ``torch.distributions.MultivariateNormal``,
-by the Gaussian posterior in closed form, by re-deriving the tree of MATH.md §7 from its
+by the Gaussian posterior in closed form, by re-deriving the tree of docs/math.md §7 from its
 specification, or by Monte-Carlo against closed-form mixture moments.
 """
 
@@ -93,7 +93,7 @@ def test_toy_score_is_autograd_of_log_prob_and_tweedie(toy, sigma):
         x = _noisy_points(toy, n, sigma, _ref_cond(cond), seed=1)
         score = toy.score(x, sigma, cond)
         _assert_rows_close(score, _autograd_score(toy, x, sigma, cond), 1e-7)
-        # Tweedie: D = x + σ² ∇log p_σ (MATH.md §1), with ∇log p_σ from autograd
+        # Tweedie: D = x + σ² ∇log p_σ (docs/math.md §1), with ∇log p_σ from autograd
         _assert_rows_close(toy(x, sigma, cond), x + sigma**2 * _autograd_score(toy, x, sigma, cond), 1e-7)
 
 
@@ -112,7 +112,7 @@ def test_toy_jacobians_match_autograd(toy, sigma):
         _assert_rows_close(toy.hessian_log_prob(x, sigma, cond), hess, 1e-7)
         _assert_rows_close(toy.drift_jacobian(x, sigma, cond), -sigma * hess, 1e-7)
         _assert_rows_close(toy.denoiser_jacobian(x, sigma, cond), eye + sigma**2 * hess, 1e-7, floor=1.0)
-        # exact denoiser: ∂D/∂x = Cov[x0|x]/σ² is symmetric (MATH.md §1)
+        # exact denoiser: ∂D/∂x = Cov[x0|x]/σ² is symmetric (docs/math.md §1)
         j = toy.drift_jacobian(x, sigma, cond)
         torch.testing.assert_close(j, j.transpose(1, 2), rtol=1e-10, atol=1e-12 * float(j.abs().max()))
 
@@ -191,7 +191,7 @@ def test_gmm_matches_brute_force(d, sigma):
     torch.testing.assert_close(model.log_prob(x, sigma), log_p, rtol=1e-10, atol=1e-10)
     _assert_rows_close(model(x, sigma), post_mean, 1e-9)
     _assert_rows_close(model.score(x, sigma), (post_mean - x) / sigma**2, 1e-8)
-    # ∂D/∂x = Cov[x0 | x] / σ² and J = (I − ∂D/∂x)/σ (MATH.md §1)
+    # ∂D/∂x = Cov[x0 | x] / σ² and J = (I − ∂D/∂x)/σ (docs/math.md §1)
     eye = torch.eye(d, dtype=F64)
     _assert_rows_close(model.denoiser_jacobian(x, sigma), post_cov / sigma**2, 1e-7)
     _assert_rows_close(model.drift_jacobian(x, sigma), (eye - post_cov / sigma**2) / sigma, 1e-7)
@@ -359,10 +359,10 @@ def test_sample_reference_is_reproducible():
 
 
 # --------------------------------------------------------------------------- #
-# 5. the tree re-derived from MATH.md §7
+# 5. the tree re-derived from docs/math.md §7
 # --------------------------------------------------------------------------- #
 def _spec_tree():
-    """The tree of MATH.md §7, written from the text: (class, mean, cov, weight) per component."""
+    """The tree of docs/math.md §7, written from the text: (class, mean, cov, weight) per component."""
     rng = np.random.RandomState(2)
     scale = np.array([1.3136, 1.3844])
     origin = np.array([0.0030, 0.0325])
@@ -463,7 +463,7 @@ def test_weak_model_is_smaller_and_weaker(name):
 
 
 # --------------------------------------------------------------------------- #
-# 7. guided_denoiser: CFG and Autoguidance (MATH.md §6)
+# 7. guided_denoiser: CFG and Autoguidance (docs/math.md §6)
 # --------------------------------------------------------------------------- #
 class _Counting:
     """Wraps a model and counts calls, to check the advertised number of model calls."""

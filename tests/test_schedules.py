@@ -1,4 +1,4 @@
-"""Tests for the noise-level schedules (MATH.md §1), with every value recomputed here."""
+"""Tests for the noise-level schedules (docs/math.md §1), with every value recomputed here."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ NAN, INF = float("nan"), float("inf")
 
 
 def _karras_by_hand(i: int, n: int, sigma_min: float, sigma_max: float, rho: float) -> float:
-    """σ_i = (σ_max^{1/ρ} + i/(N−1)·(σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ, MATH.md §1."""
+    """σ_i = (σ_max^{1/ρ} + i/(N−1)·(σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ, docs/math.md §1."""
     hi, lo = sigma_max ** (1.0 / rho), sigma_min ** (1.0 / rho)
     return (hi + i / (n - 1) * (lo - hi)) ** rho
 

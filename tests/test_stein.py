@@ -1,4 +1,4 @@
-"""SteinDiff against independent computations (MATH.md §5)."""
+"""SteinDiff against independent computations (docs/math.md §5)."""
 
 from __future__ import annotations
 
@@ -155,7 +155,7 @@ def test_oracle_in_the_loop_matches_the_closed_form_for_euler():
 
 
 def test_unclipped_stein_blows_up_once_the_batch_leaves_the_forward_marginal():
-    """MATH.md §5's warning, made visible: after one γ > 1 jump towards D(x), the batch is far too
+    """docs/math.md §5's warning, made visible: after one γ > 1 jump towards D(x), the batch is far too
     concentrated for x ~ x* + σε, E‖u‖² collapses and the reference-free γ explodes."""
     _, trace = sample("tree", steps=8, batch=512, stein=True, stein_gamma_min=-1e9, stein_gamma_max=1e9, stein_oracle=True)
     raw = [s["stein_gamma_raw"] for s in trace.steps if "stein_gamma_raw" in s]

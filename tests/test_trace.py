@@ -83,7 +83,7 @@ def test_trace_records_the_run(heun_trace):
     t = heun_trace
     assert t.status == "ok"
     assert t.config["model"] == "moons" and t.config["solver"] == "heun" and t.config["batch"] == BATCH
-    # Karras schedule (MATH.md §1), defaults σ ∈ [0.002, 80], ρ = 7, with the appended 0
+    # Karras schedule (docs/math.md §1), defaults σ ∈ [0.002, 80], ρ = 7, with the appended 0
     hi, lo = 80.0 ** (1 / 7), 0.002 ** (1 / 7)
     expected = [(hi + i / (STEPS - 1) * (lo - hi)) ** 7 for i in range(STEPS)] + [0.0]
     np.testing.assert_allclose(t.sigmas, expected, rtol=1e-12, atol=0)
@@ -92,7 +92,7 @@ def test_trace_records_the_run(heun_trace):
         assert step["i"] == i
         assert step["sigma"] == pytest.approx(expected[i], rel=1e-12)
         assert step["sigma_next"] == pytest.approx(expected[i + 1], rel=1e-12)
-    # Heun costs 2 evaluations per step and 1 on the final Euler step: 2N − 1 (MATH.md §2)
+    # Heun costs 2 evaluations per step and 1 on the final Euler step: 2N − 1 (docs/math.md §2)
     assert [s["nfe"] for s in t.steps] == [2, 4, 6, 7]
 
 
@@ -142,7 +142,7 @@ def test_json_round_trip_text_and_file(which, request, tmp_path):
     if which == "erk_trace":
         erk_steps = [s for s in t.steps if "erk_active" in s]
         assert erk_steps, "ERK-Guid was on: erk_active must be recorded"
-        assert 0 not in [s["i"] for s in erk_steps]  # step 0 has no pair, no correction (MATH.md §4)
+        assert 0 not in [s["i"] for s in erk_steps]  # step 0 has no pair, no correction (docs/math.md §4)
         loaded = Trace.from_json(text)
         for s in loaded.steps:
             if "erk_active" in s:
@@ -287,10 +287,10 @@ def test_optional_keys_may_be_missing(heun_trace):
 
 
 def test_shipped_example_trace_loads():
-    """assets/example-tree-heun8-erk.json is what the README points newcomers to."""
+    """stiffviz/data/example-tree-heun8-erk.json is what the README points newcomers to."""
     from pathlib import Path
 
-    trace = Trace.from_json(Path(__file__).resolve().parents[1] / "assets" / "example-tree-heun8-erk.json")
+    trace = Trace.from_json(Path(stiffviz.__file__).parent / "data" / "example-tree-heun8-erk.json")
     assert trace.config["model"] == "tree" and trace.config["erk_guid"] == 0.5
     assert len(trace.steps) == trace.config["steps"] == 8
     assert trace.column("stiffness").shape == (8, 64)

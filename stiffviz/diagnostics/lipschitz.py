@@ -1,4 +1,4 @@
-"""Local Lipschitz constant of a step map, L = ‖∂T/∂x‖₂ per sample (MATH.md §5).
+"""Local Lipschitz constant of a step map, L = ‖∂T/∂x‖₂ per sample (docs/math.md §5).
 
 Power iteration on ∂Tᵀ∂T: v ← ∂Tᵀ(∂T v)/‖·‖ with a JVP (``torch.func.jvp``) and a VJP
 (``torch.func.vjp``, one forward pass reused) per iteration; L = ‖∂T v‖ for the final unit v.

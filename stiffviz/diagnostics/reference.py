@@ -1,4 +1,4 @@
-"""Reference local error: the same interval integrated with a much finer solver (MATH.md §3).
+"""Reference local error: the same interval integrated with a much finer solver (docs/math.md §3).
 
 From the step's start x_i, ``substeps`` classical RK4 steps uniform in σ over [σ_i, σ_{i+1}]
 give x_ref ≈ x(σ_{i+1}); the reference error of the step is e* = x_{i+1} − x_ref.

@@ -1,4 +1,4 @@
-"""Secant stiffness: ERK-Guid's estimator of the drift Jacobian's spectral radius (MATH.md §3–4).
+"""Secant stiffness: ERK-Guid's estimator of the drift Jacobian's spectral radius (docs/math.md §3–4).
 
 Given two states whose drifts are known, Δx = x_a − x_b and Δf = f(x_a) − f(x_b):
 
@@ -60,7 +60,7 @@ def secant_pair(kind: str, step: StepResult, history: Sequence[StepResult], sigm
     """The pair a solver of this ``kind`` offers at this step, or None (e.g. on step 0).
 
     ``lagged`` and ``within`` pairs come with h = σ_i − σ_{i+1} and the minus sign;
-    ``consecutive`` with h = σ_{i−1} − σ_i and the plus sign (MATH.md §4).
+    ``consecutive`` with h = σ_{i−1} − σ_i and the plus sign (docs/math.md §4).
     """
     first = step.stages[0]
     if kind == "within":

@@ -1,4 +1,4 @@
-"""The drift Jacobian's spectrum per sample: dominant eigenpair and stiffness ratio (MATH.md §3).
+"""The drift Jacobian's spectrum per sample: dominant eigenpair and stiffness ratio (docs/math.md §3).
 
 J = ∂f/∂x for f(x; σ) = (x − D_w(x; σ))/σ, so J = (I − ∂D_w/∂x)/σ.
 

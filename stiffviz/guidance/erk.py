@@ -1,4 +1,4 @@
-"""ERK-Guid: the embedded-pair error as a guidance signal (MATH.md §4).
+"""ERK-Guid: the embedded-pair error as a guidance signal (docs/math.md §4).
 
 From a secant pair (ρ̂, v̂) with step h > 0:
 

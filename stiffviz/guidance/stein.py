@@ -1,4 +1,4 @@
-"""SteinDiff: Stein-stabilised relaxation of a solver step (MATH.md §5).
+"""SteinDiff: Stein-stabilised relaxation of a solver step (docs/math.md §5).
 
 Any solver step is a candidate map T; with the residual u = x_k − T(x_k) the update is
 

@@ -1,7 +1,7 @@
 """The denoiser contract shared by every model, and helpers to normalise its arguments.
 
 A denoiser is a callable ``D(x, sigma, cond=None)`` returning the estimate of the clean
-sample given ``x = x0 + σ·ε`` (EDM convention, MATH.md §1). ``x`` has shape
+sample given ``x = x0 + σ·ε`` (EDM convention, docs/math.md §1). ``x`` has shape
 ``(B, *shape)``; ``sigma`` is a float or a tensor of shape ``(B,)``; ``cond`` is ``None``
 (unconditional), a class index, or a tensor of ``B`` class indices.
 """

@@ -5,7 +5,7 @@ of stiffviz works; loading such a model raises a :class:`ParameterError` saying 
 
 **VP ↔ EDM.** A variance-preserving model is trained on ``x_t = sqrt(ᾱ_t)·x0 + sqrt(1 − ᾱ_t)·ε``
 at integer times t = 0 … T−1, with ᾱ_t = Π_{s≤t}(1 − β_s) the scheduler's cumulative alphas.
-Dividing by sqrt(ᾱ_t) gives the EDM variable (MATH.md §1)
+Dividing by sqrt(ᾱ_t) gives the EDM variable (docs/math.md §1)
 
     x = x_t / sqrt(ᾱ_t) = x0 + σ_t·ε,      σ_t = sqrt((1 − ᾱ_t) / ᾱ_t),   ᾱ = 1 / (1 + σ²).
 

@@ -1,4 +1,4 @@
-"""Exact denoiser of a finite data set, and the ``digits`` image models (MATH.md §7).
+"""Exact denoiser of a finite data set, and the ``digits`` image models (docs/math.md §7).
 
 For data {y_n} with class priors, the noisy density is p_σ(x) = Σ_n π_n N(x; y_n, σ²I), so
 

@@ -1,4 +1,4 @@
-"""Exact denoiser of a (class-conditional) Gaussian mixture (MATH.md §7).
+"""Exact denoiser of a (class-conditional) Gaussian mixture (docs/math.md §7).
 
 Under noise of level σ the mixture Σ_k π_k N(μ_k, Σ_k) stays a mixture with
 Σ'_k = Σ_k + σ²I. With P_k = Σ'_k⁻¹, z_k = P_k(μ_k − x) and responsibilities

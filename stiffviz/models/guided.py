@@ -1,4 +1,4 @@
-"""Classifier-free guidance and Autoguidance as denoiser combinators (MATH.md §6).
+"""Classifier-free guidance and Autoguidance as denoiser combinators (docs/math.md §6).
 
 Both evaluate D_w(x) = D_ref(x) + w·(D(x) − D_ref(x)): for CFG, D_ref is the same model
 without a class; for Autoguidance, D_ref is a weaker version of the same model with the

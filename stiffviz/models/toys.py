@@ -1,11 +1,11 @@
 """The 2-D toy models: exact Gaussian mixtures with a weaker twin for Autoguidance.
 
 * ``tree``: the two-class fractal tree of the Autoguidance paper, built to the exact
-  parameters of MATH.md §7 (127 branches × 8 thin components per class).
+  parameters of docs/math.md §7 (127 branches × 8 thin components per class).
 * ``rings``, ``moons``, ``swissroll``: mixtures fitted once (per process) with
   scikit-learn's ``GaussianMixture`` to scikit-learn's sample generators, fixed seeds.
 
-Weak versions (``model.weak``), used as D_ref by Autoguidance (MATH.md §6): a coarse
+Weak versions (``model.weak``), used as D_ref by Autoguidance (docs/math.md §6): a coarse
 ``GaussianMixture`` fit with few components to samples of the exact model (per class
 for ``tree``). They put mass where the data is, but blurred, like an under-trained net.
 """
@@ -31,7 +31,7 @@ WEAK_COMPONENTS = 8  # per class for the tree; in all for the fitted toys
 
 
 def _tree_branches(rng: np.random.RandomState, angle: float):
-    """Yield (means (8, 2), covs (8, 2, 2), weight) of every branch, depth first (MATH.md §7)."""
+    """Yield (means (8, 2), covs (8, 2, 2), weight) of every branch, depth first (docs/math.md §7)."""
 
     def branch(depth: int, start: np.ndarray, angle: float):
         u = np.array([math.cos(angle), math.sin(angle)])

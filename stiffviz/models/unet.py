@@ -3,7 +3,7 @@
 The network F_θ is a tiny UNet (8×8 → 4×4 → 2×2 and back, skip connections, GroupNorm,
 SiLU, dropout while training only) conditioned on the noise level through a Fourier embedding of c_noise and on the
 class through an embedding with an extra "null" index (10) for the unconditional model,
-learned by label dropout so that classifier-free guidance works (MATH.md §6). The
+learned by label dropout so that classifier-free guidance works (docs/math.md §6). The
 denoiser is Karras et al. (2022), EDM, Table 1:
 
     D(x; σ) = c_skip(σ) x + c_out(σ) F_θ(c_in(σ) x, c_noise(σ), label)
@@ -44,9 +44,9 @@ from ..errors import ParameterError
 from .base import cond_per_sample, sigma_per_sample
 from .empirical import DIGIT_CLASSES, digits_images
 
-ASSETS_DIR = Path(__file__).resolve().parents[2] / "assets"
-MAIN_CHECKPOINT = ASSETS_DIR / "digits-unet.safetensors"
-WEAK_CHECKPOINT = ASSETS_DIR / "digits-unet-weak.safetensors"
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"  # package data: installed with the wheel
+MAIN_CHECKPOINT = DATA_DIR / "digits-unet.safetensors"
+WEAK_CHECKPOINT = DATA_DIR / "digits-unet-weak.safetensors"
 CHECKPOINT_FORMAT = "stiffviz.digits-unet/1"
 NULL_LABEL = 10  # the "no class" index: unconditional model, label dropout
 DIGIT_SHAPE = (1, 8, 8)
@@ -319,8 +319,8 @@ def load_checkpoint(path: str | Path, device=None, dtype: torch.dtype | None = N
 
 
 def load_digits_unet(device=None, dtype: torch.dtype | None = None) -> EDMDenoiser:
-    """The shipped ``digits-unet`` denoiser (``assets/digits-unet.safetensors``) with ``.weak``
-    set to the weaker checkpoint for Autoguidance (``assets/digits-unet-weak.safetensors``).
+    """The shipped ``digits-unet`` denoiser (``stiffviz/data/digits-unet.safetensors``) with ``.weak``
+    set to the weaker checkpoint for Autoguidance (``stiffviz/data/digits-unet-weak.safetensors``).
 
     Weights are read once per process; every call returns a fresh wrapper whose network is
     on ``device`` (default CPU) in ``dtype`` (default float32).

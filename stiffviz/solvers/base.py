@@ -1,7 +1,7 @@
 """What a solver step hands the sampling loop: its result, its error estimate, its stages.
 
 Every model call of a step is kept as a :class:`Stage` (x, σ, D(x; σ), f(x; σ)) with
-f = (x − D)/σ the probability-flow drift (MATH.md §1), so diagnostics and guidance
+f = (x − D)/σ the probability-flow drift (docs/math.md §1), so diagnostics and guidance
 never call the model again.
 """
 
@@ -75,7 +75,7 @@ class StepResult:
 class Solver(Protocol):
     """A one-step or multistep method for dx/dσ = f(x; σ).
 
-    ``pair`` names the secant pair its ERK-Guid variant uses (MATH.md §4):
+    ``pair`` names the secant pair its ERK-Guid variant uses (docs/math.md §4):
     ``lagged`` (x_i and the previous step's predictor, both at σ_i), ``within`` (x_i and
     this step's intermediate stage) or ``consecutive`` (x_i and x_{i−1}).
     """

@@ -1,4 +1,4 @@
-"""One generic explicit Runge–Kutta step over a Butcher tableau (MATH.md §2).
+"""One generic explicit Runge–Kutta step over a Butcher tableau (docs/math.md §2).
 
 In σ, with h = σ_{i+1} − σ_i < 0: k_j = f(x_i + h Σ_l A_jl k_l; σ_i + c_j h),
 x_{i+1} = x_i + h Σ_j b_j k_j and, with embedded weights b̂, e = h Σ_j (b_j − b̂_j) k_j.

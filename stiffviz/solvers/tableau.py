@@ -1,7 +1,7 @@
 """Explicit Runge–Kutta methods as data: Butcher tableaux with embedded weights.
 
 A tableau (c, A, b, b̂) advances y' = f(σ, y) by k_j = f(σ + c_j h, y + h Σ_{l<j} A_jl k_l),
-y_high = y + h Σ b_j k_j, and estimates the error as e = h Σ (b_j − b̂_j) k_j (MATH.md §2).
+y_high = y + h Σ b_j k_j, and estimates the error as e = h Σ (b_j − b̂_j) k_j (docs/math.md §2).
 Its stability function is R(z) = 1 + z bᵀ(I − zA)⁻¹1 = 1 + Σ_{m≥1} z^m bᵀA^{m−1}1, a
 polynomial for explicit methods; the real-axis boundary is the largest r with
 |R(−x)| ≤ 1 for all x ∈ [0, r].
