@@ -12,6 +12,8 @@ from .errors import ParameterError, check_finite
 from .guidance.erk import ErkGuid
 from .guidance.stein import SteinDiff
 from .schedules import SCHEDULES
+
+MODEL_SCHEDULE = "model"  # the model's own scheduler grid (diffusers models: ``model.model_sigmas``)
 from .solvers import SOLVERS
 
 MAX_STEPS = 1000
@@ -27,7 +29,9 @@ class SampleConfig(DiagnosticOptions):
     ``stein_oracle`` and their iteration counts) come from :class:`DiagnosticOptions`.
 
     ``erk_guid`` is ERK-Guid's w_stiff (None: off), ``erk_con`` its w_con. ``cls`` is the class
-    (index or name) for conditional models, None for unconditional sampling.
+    (index or name) for class-conditional models, None for unconditional sampling; ``prompt``
+    and ``negative_prompt`` condition text models (CFG runs against the negative prompt, or
+    the empty one). ``schedule`` is ``karras``, ``logsnr`` or ``model`` (the model's own grid).
     """
 
     model: str = "tree"
@@ -40,6 +44,8 @@ class SampleConfig(DiagnosticOptions):
     sigma_max: float = 80.0
     rho: float = 7.0
     cls: int | str | None = None
+    prompt: str | None = None
+    negative_prompt: str | None = None
     cfg: float = 1.0
     autoguidance: float = 1.0
     erk_guid: float | None = None
@@ -57,8 +63,11 @@ class SampleConfig(DiagnosticOptions):
     def validate(self) -> "SampleConfig":
         if self.solver not in SOLVERS:
             raise ParameterError("solver", f"must be one of {', '.join(SOLVERS)}, got {self.solver!r}")
-        if self.schedule not in SCHEDULES:
-            raise ParameterError("schedule", f"must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if self.schedule not in SCHEDULES + (MODEL_SCHEDULE,):
+            raise ParameterError("schedule", f"must be one of {', '.join(SCHEDULES + (MODEL_SCHEDULE,))}, got {self.schedule!r}")
+        for name in ("prompt", "negative_prompt"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                raise ParameterError(name, f"must be text, got {type(getattr(self, name)).__name__}")
         _integer_in("steps", self.steps, 1, MAX_STEPS)
         _integer_in("batch", self.batch, 1, MAX_BATCH)
         _integer_in("seed", self.seed, 0, 2**63 - 1)

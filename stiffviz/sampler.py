@@ -10,6 +10,11 @@ Per step i, from σ_i to σ_{i+1}:
 5. the optional ground-truth diagnostics (eigenpairs, reference LTE, Lipschitz, oracle γ);
 6. hand the record, the new state and the denoised estimate to ``on_step``.
 A non-finite state stops the loop with status "diverged"; the trace keeps every step so far.
+
+Flow-matching models (``path="flow"``) run through the same loop with the flow time t in σ's
+place: for x_t = (1 − t)·x0 + t·ε the velocity is v = (x_t − D_flow(x_t; t))/t, the same form as
+the EDM drift (docs/math.md §9), so ρ̂, z = |h|ρ̂ and every eigenvalue are those of ∂v/∂x_t, with
+h a step in t.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .config import SampleConfig
+from .config import MODEL_SCHEDULE, SampleConfig
 from .diagnostics.ground_truth import DiagnosticOptions, GroundTruth, StepContext
 from .diagnostics.secant import abs_cosine, batch_norm, secant_pair, secant_stiffness
 from .errors import ParameterError
@@ -29,7 +34,7 @@ from .guidance.stein import SteinDiff, hutchinson_divergence, stein_coefficient
 from .models.base import Denoiser
 from .models.guided import guided_denoiser
 from .models.registry import load_model
-from .schedules import make_schedule
+from .schedules import flow_times, make_schedule
 from .solvers import Solver, Stage, StepResult, get_solver
 from .solvers.base import Evaluator
 from .trace import Trace
@@ -170,30 +175,82 @@ def _summary(trace: Trace, wall_time: float) -> dict:
 
 
 def initial_noise(shape: tuple[int, ...], batch: int, seed: int, sigma_max: float, dtype, device) -> torch.Tensor:
-    """σ_max · N(0, I) drawn on the CPU from ``seed``, then moved: a seed means the same noise everywhere."""
+    """σ_max · N(0, I) drawn on the CPU from ``seed``, then moved: a seed means the same noise everywhere.
+
+    For a flow model ``sigma_max`` is the first flow time t_0 (1 on the model's own grid)."""
     noise = torch.randn((batch, *shape), generator=torch.Generator().manual_seed(seed), dtype=dtype)
     return (sigma_max * noise).to(device)
+
+
+PATHS = ("edm", "flow")
+EMBEDDING_ARGUMENTS = ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds", "negative_pooled_prompt_embeds")
+
+
+def sampling_grid(model: Denoiser, config: SampleConfig) -> torch.Tensor:
+    """The grid the loop steps along, decreasing to 0 (docs/math.md §1, §9).
+
+    ``schedule="model"`` takes the model's own scheduler grid (``model.model_sigmas``). A σ
+    schedule (Karras, log-SNR) is used as is for EDM models; a flow model (``path="flow"``,
+    called with the flow time t of x_t = (1 − t)·x0 + t·ε) gets the same σ's as t = σ/(1 + σ).
+    """
+    path = getattr(model, "path", "edm")
+    if path not in PATHS:
+        raise ParameterError("model", f"path must be one of {', '.join(PATHS)}, got {path!r}")
+    if config.schedule == MODEL_SCHEDULE:
+        if not hasattr(model, "model_sigmas"):
+            raise ParameterError("schedule", f"'model' needs a model with its own scheduler (a diffusers model); "
+                                             f"{config.model} has none: use karras or logsnr")  # fmt: skip
+        return torch.as_tensor(model.model_sigmas(config.steps), dtype=torch.float64)
+    sigmas = make_schedule(config.schedule, config.steps, config.sigma_min, config.sigma_max, config.rho)
+    return flow_times(sigmas) if path == "flow" else sigmas
+
+
+def conditioning(model: Denoiser, config: SampleConfig, embeds: dict) -> tuple[object, object]:
+    """(cond, uncond) for the guided denoiser: the class (and None), or a text model's prompt
+    and negative-prompt conditioning, encoded once per run by ``model.condition``."""
+    given = {k: v for k, v in embeds.items() if v is not None}
+    unknown = set(given) - set(EMBEDDING_ARGUMENTS)
+    if unknown:
+        raise ParameterError(sorted(unknown)[0], f"unknown argument; embeddings are {', '.join(EMBEDDING_ARGUMENTS)}")
+    prompted = config.prompt is not None or config.negative_prompt is not None or bool(given)
+    if not getattr(model, "text_conditioned", False):
+        if prompted:
+            raise ParameterError("prompt", f"{config.model} is not text-conditioned; it takes no prompt")
+        return config.cls, None
+    if config.cls is not None:
+        raise ParameterError("class", f"{config.model} is text-conditioned; it takes a prompt, not a class")
+    if not prompted:
+        return None, None  # the model's own empty-prompt conditioning
+    return model.condition(prompt=config.prompt, negative_prompt=config.negative_prompt, **given)
 
 
 def sample(model: str | Denoiser = "tree", on_step: OnStep | None = None, **settings) -> tuple[torch.Tensor, Trace]:
     """Draw ``batch`` samples with the settings of :class:`SampleConfig` (keyword arguments).
 
-    ``model`` is a name from ``list_models()`` or any denoiser object with ``shape`` and
-    ``classes``. Returns the samples (B, *shape) and the :class:`Trace`.
+    ``model`` is a name from ``list_models()`` (or ``diffusers:SPEC``) or any denoiser object with
+    ``shape`` and ``classes``. Text models also take, from Python, precomputed embeddings
+    (``prompt_embeds``, ``negative_prompt_embeds``, ``pooled_prompt_embeds``,
+    ``negative_pooled_prompt_embeds``) instead of ``prompt``. The initial state of seed s is
+    ``grid[0] · randn((B, *shape), generator=torch.Generator().manual_seed(s))``: σ_max·ε for EDM
+    models, t_0·ε for flow models (plain ε at t_0 = 1). Returns the samples (B, *shape), the
+    final states in the model's own coordinates (latents for latent models), and the :class:`Trace`.
     """
+    embeds = {k: settings.pop(k) for k in list(settings) if k.endswith("prompt_embeds")}
     name = model if isinstance(model, str) else getattr(model, "name", type(model).__name__)
     config = SampleConfig(model=name, **settings).validate()
     if isinstance(model, str):
         model = load_model(model)
     device = torch.device(config.device) if config.device else getattr(model, "device", torch.device("cpu"))
     dtype = config.torch_dtype
-    denoise = guided_denoiser(model, config.cls, config.cfg, config.autoguidance)
-    sigmas = make_schedule(config.schedule, config.steps, config.sigma_min, config.sigma_max, config.rho)
+    cond, uncond = conditioning(model, config, embeds)
+    denoise = guided_denoiser(model, cond, config.cfg, config.autoguidance, uncond=uncond)
+    sigmas = sampling_grid(model, config)
     x = initial_noise(tuple(model.shape), config.batch, config.seed, float(sigmas[0]), dtype, device)
     reference = None
     if hasattr(model, "sample_reference"):
         reference = lambda n, generator: model.sample_reference(n, generator, cond=config.cls)  # noqa: E731
-    record = config.to_dict() | {"model_calls_per_nfe": denoise.calls, "shape": list(model.shape)}
+    record = config.to_dict() | {"model_calls_per_nfe": denoise.calls, "shape": list(model.shape),
+                                 "path": getattr(model, "path", "edm")}  # fmt: skip
     with torch.no_grad():
         return integrate(denoise, sigmas, x, get_solver(config.solver), config.erk(), config.diagnostic_options(),
                          on_step, record, config.stein_diff(), config.seed, reference)  # fmt: skip

@@ -56,6 +56,12 @@ def logsnr(steps: int, sigma_min: float = 0.002, sigma_max: float = 80.0) -> tor
     return _with_zero(torch.logspace(math.log10(sigma_max), math.log10(sigma_min), steps, dtype=torch.float64))
 
 
+def flow_times(sigmas: torch.Tensor) -> torch.Tensor:
+    """The flow times t = σ/(1 + σ) of an EDM σ grid (docs/math.md §9): x_t = (1 − t)·x_edm,
+    so a flow-matching model can be sampled on the same grid; σ = 0 stays t = 0."""
+    return sigmas / (1 + sigmas)
+
+
 def make_schedule(
     name: str, steps: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0
 ) -> torch.Tensor:

@@ -50,7 +50,7 @@ def digits_run() -> RunResult:
 @pytest.fixture(scope="module")
 def diverged_run() -> RunResult:
     """f = −1000 x on a coarse grid: explicit Euler overflows float32 within a few steps."""
-    model = CallableDenoiser(lambda x, sigma: x + 1000.0 * sigma * x, shape=(2,))
+    model = CallableDenoiser(lambda x, sigma: x + 1000.0 * sigma.view(-1, 1) * x, shape=(2,))
     samples, trace = sample(model, solver="euler", steps=20, batch=8, seed=0)
     assert trace.status == "diverged"
     return RunResult(trace, samples)

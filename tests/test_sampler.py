@@ -88,7 +88,7 @@ def test_diverging_run_keeps_trace_up_to_the_step():
     """A drift that doubles the state each step overflows float32 after ~128 steps and stops there."""
 
     def exploding(x, sigma):
-        return x - sigma * (-1.0 / 0.01) * x  # f = −100 x with |h| = 0.02 → growth factor 3 per Euler step
+        return x - sigma.view(-1, 1) * (-1.0 / 0.01) * x  # f = −100 x with |h| = 0.02 → growth factor 3 per Euler step
 
     model = CallableDenoiser(exploding, shape=(2,))
     sigmas = torch.tensor([10.0 - 0.02 * k for k in range(200)] + [0.0], dtype=torch.float64)

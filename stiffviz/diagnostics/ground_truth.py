@@ -131,7 +131,7 @@ class GroundTruth:
                 return t if gamma == 1.0 else (1 - gamma) * y + gamma * t
 
             start = self._singular if self._singular is not None else self._random(ctx.x)
-            estimate = lipschitz_constant(applied, ctx.x, start, o.lipschitz_iterations)
+            estimate = lipschitz_constant(applied, ctx.x, start, o.lipschitz_iterations, key=self.evaluate.denoise)
             self._singular = estimate.vector
             record["lipschitz"] = _numpy(estimate.value)
         if o.stein_oracle and ctx.sigma_next > 0.0:

@@ -7,7 +7,7 @@ Two estimators behind one interface (``dominant`` and ``stiffness_ratio``):
 * :class:`ExactSpectrum` for models that give ∂D/∂x analytically (the toys): J is
   built and ``torch.linalg.eigh`` of its symmetric part gives every eigenvalue.
 * :class:`IterativeSpectrum` for any model: power iteration v ← Jv/‖Jv‖ through
-  Jacobian-vector products (``torch.func.jvp``), warm-started from the previous step's
+  Jacobian-vector products (forward mode, or its VJP-based fallback: ``autodiff.jvp``), warm-started from the previous step's
   vector, and a few Lanczos iterations on the symmetric part S = (J + Jᵀ)/2 for the ratio.
 
 The dominant eigenvalue is the one of largest |λ|, reported with its sign (``eig_max``);
@@ -22,6 +22,7 @@ from typing import Callable, Protocol
 import torch
 
 from ..errors import ParameterError
+from .autodiff import jvp
 from .secant import batch_dot, batch_norm
 
 DenoiseFn = Callable[[torch.Tensor, float], torch.Tensor]
@@ -103,7 +104,7 @@ class IterativeSpectrum:
         if hasattr(self.denoise, "jvp"):
             return (v - self.denoise.jvp(x, sigma, v)) / sigma
         drift = lambda y: (y - self.denoise(y, sigma)) / sigma  # noqa: E731
-        return torch.func.jvp(drift, (x,), (v,))[1]
+        return jvp(drift, x, v, key=self.denoise)
 
     def dominant(self, x: torch.Tensor, sigma: float, start: torch.Tensor | None = None) -> Eigenpair:
         """Power iteration from ``start`` (or a random vector); λ is the last Rayleigh quotient ⟨v, Jv⟩."""

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from ..diagnostics.autodiff import jvp
 from ..errors import ParameterError, check_finite
 from .base import Denoiser
 
@@ -45,13 +46,13 @@ class GuidedDenoiser:
 
     def jvp(self, x: torch.Tensor, sigma: float, v: torch.Tensor) -> torch.Tensor:
         """(∂D_w/∂x) v = Σ_j a_j (∂D_j/∂x) v: each model's own ``denoiser_jvp`` where it has one
-        (no autograd), forward-mode autodiff (``torch.func.jvp``) otherwise."""
+        (no autograd), autodiff otherwise (forward mode, or the VJP-based fallback: docs/math.md §10)."""
         out = 0
         for model, cond, a in self.terms:
             if hasattr(model, "denoiser_jvp"):
                 jv = model.denoiser_jvp(x, sigma, v, cond)
             else:
-                jv = torch.func.jvp(lambda y: model(y, sigma, cond), (x,), (v,))[1]  # noqa: B023
+                jv = jvp(lambda y: model(y, sigma, cond), x, v, key=model)  # noqa: B023
             out = out + a * jv
         return out
 
@@ -60,21 +61,25 @@ class GuidedDenoiser:
         return sum(a * model.denoiser_jacobian(x, sigma, cond) for model, cond, a in self.terms)
 
 
-def guided_denoiser(model: Denoiser, cond=None, cfg: float = 1.0, autoguidance: float = 1.0) -> GuidedDenoiser:
-    """D_w for ``model`` with class ``cond`` and the given guidance weights (1 = off)."""
+def guided_denoiser(model: Denoiser, cond=None, cfg: float = 1.0, autoguidance: float = 1.0, uncond=None) -> GuidedDenoiser:
+    """D_w for ``model`` with condition ``cond`` and the given guidance weights (1 = off).
+
+    ``cond`` is a class for class-conditional models or a text model's prompt conditioning;
+    ``uncond`` is what CFG's D_u gets (None: no class; a text model's negative prompt).
+    """
     cfg = check_finite("cfg", cfg)
     autoguidance = check_finite("autoguidance", autoguidance)
     if cfg != 1.0:
-        if getattr(model, "classes", None) is None:
-            raise ParameterError("cfg", "classifier-free guidance needs a class-conditional model; use cfg = 1")
+        if getattr(model, "classes", None) is None and not getattr(model, "text_conditioned", False):
+            raise ParameterError("cfg", "classifier-free guidance needs a class- or text-conditioned model; use cfg = 1")
         if cond is None:
-            raise ParameterError("cfg", "classifier-free guidance needs a class; pass one or use cfg = 1")
+            raise ParameterError("cfg", "classifier-free guidance needs a class or a prompt; pass one or use cfg = 1")
     weak = getattr(model, "weak", None)
     if autoguidance != 1.0 and weak is None:
         raise ParameterError("autoguidance", "this model has no weaker version; use autoguidance = 1")
     terms = [(model, cond, 1.0 + (cfg - 1.0) + (autoguidance - 1.0))]
     if cfg != 1.0:
-        terms.append((model, None, -(cfg - 1.0)))
+        terms.append((model, uncond, -(cfg - 1.0)))
     if autoguidance != 1.0:
         terms.append((weak, cond, -(autoguidance - 1.0)))
     return GuidedDenoiser(tuple(terms))
