@@ -26,21 +26,27 @@ class Denoiser(Protocol):
 
 
 class CallableDenoiser:
-    """Wrap a plain ``fn(x, sigma)`` (for example a k-diffusion model) as a :class:`Denoiser`.
+    """Wrap a plain ``fn(x, sigma, **extra_args)`` (for example a k-diffusion model) as a :class:`Denoiser`.
 
-    ``cond`` must be ``None`` when the wrapped function takes no condition.
+    σ always reaches ``fn`` as a tensor of shape (B,) in ``x``'s dtype and device (k-diffusion's
+    convention, so ``sigma.view(-1, 1, 1, 1)`` works), whether the sampler passes a float or a
+    tensor. ``extra_args`` are passed as keyword arguments on every call. With ``takes_cond``
+    the call is ``fn(x, sigma, cond, **extra_args)``; otherwise ``cond`` must be ``None``.
     """
 
-    def __init__(self, fn: Callable[..., torch.Tensor], shape: tuple[int, ...], takes_cond: bool = False):
+    def __init__(self, fn: Callable[..., torch.Tensor], shape: tuple[int, ...], takes_cond: bool = False,
+                 extra_args: dict | None = None):  # fmt: skip
         self.fn, self.shape, self.classes, self.takes_cond = fn, tuple(shape), None, takes_cond
+        self.extra_args = dict(extra_args or {})
         self.weak = None
 
     def __call__(self, x: torch.Tensor, sigma: float | torch.Tensor, cond=None) -> torch.Tensor:
+        sigma = sigma_per_sample(sigma, x).contiguous()  # a real (B,) tensor, not a stride-0 view
         if self.takes_cond:
-            return self.fn(x, sigma, cond)
+            return self.fn(x, sigma, cond, **self.extra_args)
         if cond is not None:
             raise ParameterError("cond", "this model is unconditional; pass cond=None")
-        return self.fn(x, sigma)
+        return self.fn(x, sigma, **self.extra_args)
 
 
 def sigma_per_sample(sigma: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
