@@ -22,7 +22,10 @@ Precision and device: weights are stored in float32. The network runs in the dty
 on the device of its input ``x``: a copy of the network is made lazily per (dtype,
 device) and kept by the wrapper, so float64 inputs get a genuine float64 evaluation
 (what finite differences and JVP diagnostics want) and float32 inputs the float32 one.
-The output has ``x``'s dtype and device. The forward pass is functional in ``x`` (no
+The output has ``x``'s dtype and device. Loaded in a reduced precision (``dtype`` float16 or
+bfloat16), only the network F runs in it: its input c_in·x is rounded to that dtype and its
+output widened back, while the preconditioning, the solver and every diagnostic stay in
+``x``'s dtype (float32). The forward pass is functional in ``x`` (no
 in-place operations on inputs, no Python branching on tensor values), so it works under
 autograd and ``torch.func.jvp``/``vjp``; the network's parameters do not require grad.
 """
@@ -48,6 +51,7 @@ DATA_DIR = Path(__file__).resolve().parents[1] / "data"  # package data: install
 MAIN_CHECKPOINT = DATA_DIR / "digits-unet.safetensors"
 WEAK_CHECKPOINT = DATA_DIR / "digits-unet-weak.safetensors"
 CHECKPOINT_FORMAT = "stiffviz.digits-unet/1"
+REDUCED_PRECISION = (torch.float16, torch.bfloat16)  # network-only dtypes; the engine stays float32
 NULL_LABEL = 10  # the "no class" index: unconditional model, label dropout
 DIGIT_SHAPE = (1, 8, 8)
 SIGMA_FLOOR = 1e-20  # c_noise = ln(max(σ, floor))/4; only matters at σ = 0 where c_out = 0
@@ -233,7 +237,14 @@ class EDMDenoiser:
 
     def denoise_labels(self, x: torch.Tensor, sigma: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """D with σ of shape (B,) and raw label indices (B,) in [0, null_label] (the null one included)."""
-        return precondition(self.network(x.dtype, x.device), x, sigma, labels, self.sigma_data)
+        if self.dtype not in REDUCED_PRECISION:
+            return precondition(self.network(x.dtype, x.device), x, sigma, labels, self.sigma_data)
+        net = self.network(self.dtype, x.device)
+
+        def reduced(x_in: torch.Tensor, c_noise: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+            return net(x_in.to(self.dtype), c_noise, labels).to(x_in.dtype)
+
+        return precondition(reduced, x, sigma, labels, self.sigma_data)
 
     def __call__(self, x: torch.Tensor, sigma: float | torch.Tensor, cond=None) -> torch.Tensor:
         """Denoised estimate, same shape, dtype and device as ``x`` of shape (B, 1, 8, 8)."""
