@@ -129,6 +129,14 @@ def test_console_script_returns_the_cli_exit_status(installed, tmp_path):
     assert bad.returncode == 2 and "steps" in bad.stderr
 
 
+def test_ci_runs_exactly_the_readme_test_command():
+    lines = [line for line in (REPO / ".ci" / "run").read_text().splitlines() if line.strip() and not line.startswith("#")]
+    command = lines[-1].strip()
+    assert "requirements-dev.txt" in command and "--no-deps -r requirements-reference.txt" in command
+    assert command.endswith("python -m pytest -q")
+    assert f"\n{command}\n" in (REPO / "README.md").read_text(encoding="utf-8")
+
+
 # ----------------------------------------------------------------------------- self-contained
 SCANNED = ("README.md", "app.py", "pyproject.toml", "requirements.txt", "requirements-dev.txt",
            "requirements-reference.txt", "docs", "stiffviz", "tests", "benchmarks", ".ci")  # fmt: skip
