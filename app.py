@@ -1,7 +1,12 @@
 """stiffviz's browser app (also the Hugging Face Space): ``python app.py``.
 
-Options: ``--diffusers PATH`` (or the environment variable ``STIFFVIZ_DIFFUSERS``) adds a local
-diffusers UNet2DModel folder to the model list: the server chooses it, never the page.
+Options: ``--model SPEC`` (repeatable) adds a model to the page's list: SPEC is any
+:func:`stiffviz.load_model` name, a built-in one or ``diffusers:FOLDER_OR_HUB_ID``. Without
+``--model`` the environment variable ``STIFFVIZ_MODELS`` (SPECs separated by commas or new
+lines; for a Space's settings) is read. The server chooses these models and loads each once,
+at start-up; the page only picks among them by name. A model that fails to load stops the
+server with its message (exit status 2). ``--diffusers PATH`` (``STIFFVIZ_DIFFUSERS``) is the
+deprecated spelling of ``--model diffusers:PATH``.
 ``--host`` and ``--port`` default to Gradio's (127.0.0.1:7860, or GRADIO_SERVER_NAME/PORT).
 """
 
@@ -9,20 +14,43 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import sys
 
+from stiffviz.errors import ParameterError
 from stiffviz.ui import build_app, queued
 
 
-def main(argv: list[str] | None = None) -> None:
+def server_models(models: list[str], diffusers: list[str], environ=os.environ) -> list[str]:
+    """The SPECs to serve: the command line's (``--model``, then ``--diffusers`` as ``diffusers:PATH``),
+    or when it names none, ``STIFFVIZ_MODELS`` (split at commas and new lines) and ``STIFFVIZ_DIFFUSERS``."""
+    if not models and not diffusers:
+        models = [s.strip() for s in re.split(r"[,\n]", environ.get("STIFFVIZ_MODELS", "")) if s.strip()]
+        diffusers = [environ["STIFFVIZ_DIFFUSERS"]] if environ.get("STIFFVIZ_DIFFUSERS") else []
+    if diffusers:
+        print("warning: --diffusers PATH / STIFFVIZ_DIFFUSERS is deprecated; use --model diffusers:PATH "
+              "/ STIFFVIZ_MODELS", file=sys.stderr)  # fmt: skip
+    return list(dict.fromkeys([*models, *(f"diffusers:{path}" for path in diffusers)]))
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--diffusers", default=os.environ.get("STIFFVIZ_DIFFUSERS"), metavar="PATH",
-                        help="a local diffusers UNet2DModel folder to offer as a model")  # fmt: skip
+    parser.add_argument("--model", action="append", default=[], metavar="SPEC",
+                        help="a model to offer (repeatable): a built-in name or diffusers:FOLDER_OR_HUB_ID; "
+                             "default: the STIFFVIZ_MODELS environment variable")  # fmt: skip
+    parser.add_argument("--diffusers", action="append", default=[], metavar="PATH",
+                        help="deprecated: the same as --model diffusers:PATH")  # fmt: skip
     parser.add_argument("--host", default=None, help="address to listen on (0.0.0.0 for every interface)")
     parser.add_argument("--port", type=int, default=None, help="port to listen on")
     args = parser.parse_args(argv)
-    app = queued(build_app(f"diffusers:{args.diffusers}" if args.diffusers else None))
-    app.launch(server_name=args.host, server_port=args.port)
+    try:
+        app = build_app(*server_models(args.model, args.diffusers))  # loads every model now, once
+    except ParameterError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    queued(app).launch(server_name=args.host, server_port=args.port)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .config import DTYPES, MAX_BATCH, MAX_STEPS, SampleConfig
+from .config import DTYPES, MAX_BATCH, MAX_STEPS, MODEL_SCHEDULE, SampleConfig
 from .diagnostics.ground_truth import EIG_METHODS
 from .errors import ParameterError
 from .models import list_models, load_model
@@ -32,19 +32,23 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     p = commands.add_parser("sample", help="run the sampler, print a summary, optionally save the trace and samples",
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
-    p.add_argument("--model", default=DEFAULTS.model, help=f"model name: {', '.join(list_models())}")
+    p.add_argument("--model", default=DEFAULTS.model, metavar="SPEC",
+                   help=f"model: {', '.join(list_models())}, or diffusers:FOLDER_OR_HUB_ID")  # fmt: skip
     p.add_argument("--solver", default=DEFAULTS.solver, choices=list(SOLVERS), help="ODE solver (bosh3 = Bogacki–Shampine 3(2))")
     p.add_argument("--steps", type=int, default=DEFAULTS.steps, help=f"solver steps, 1..{MAX_STEPS}; the last one goes to σ = 0")
     p.add_argument("--batch", type=int, default=DEFAULTS.batch, help=f"number of samples, 1..{MAX_BATCH}")
     p.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed of the initial noise (same seed, same samples)")
     p.add_argument("--dtype", default=DEFAULTS.dtype, choices=list(DTYPES), help="floating-point type of the run")
-    p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu)")
-    p.add_argument("--schedule", default=DEFAULTS.schedule, choices=list(SCHEDULES), help="noise-level schedule")
+    p.add_argument("--device", default=None, help="torch device of the model and the run, e.g. cpu or cuda (default: cpu)")
+    p.add_argument("--schedule", default=DEFAULTS.schedule, choices=[*SCHEDULES, MODEL_SCHEDULE],
+                   help="noise-level schedule; model: the model's own scheduler grid (diffusers models)")  # fmt: skip
     p.add_argument("--sigma-min", type=float, default=DEFAULTS.sigma_min, help="smallest positive noise level")
     p.add_argument("--sigma-max", type=float, default=DEFAULTS.sigma_max, help="largest noise level (initial noise scale)")
     p.add_argument("--rho", type=float, default=DEFAULTS.rho, help="Karras schedule exponent ρ")
     p.add_argument("--class", dest="cls", default=None, help="class name or index for conditional models (tree: A or B)")
-    p.add_argument("--cfg", type=float, default=1.0, help="classifier-free guidance weight w (1 = none)")
+    p.add_argument("--prompt", default=None, help="text prompt for text-conditioned models (diffusers text-to-image)")
+    p.add_argument("--negative-prompt", default=None, help="what CFG guides away from (text models; default: the empty prompt)")
+    p.add_argument("--cfg", type=float, default=1.0, help="classifier-free guidance weight w (1 = none; a class or prompt)")
     p.add_argument("--autoguidance", type=float, default=1.0, help="Autoguidance weight w against the weaker model (1 = none)")
     p.add_argument("--erk-guid", type=float, default=None, metavar="W_STIFF", help="turn ERK-Guid on with this w_stiff")
     p.add_argument("--erk-con", type=float, default=DEFAULTS.erk_con, metavar="W_CON", help="ERK-Guid stiffness threshold w_con on ρ̂")
@@ -90,6 +94,8 @@ def format_summary(trace: Trace, quality: dict) -> str:
         f"model {c['model']}  solver {c['solver']}  steps {c['steps']}  batch {c['batch']}  seed {c['seed']}  dtype {c['dtype']}",
         f"status {trace.status}" + (f": {trace.message}" if trace.message else ""),
     ]
+    if c.get("prompt") is not None or c.get("negative_prompt") is not None:
+        lines.insert(1, f"prompt {c.get('prompt')!r}  negative prompt {c.get('negative_prompt')!r}")
     columns = ["stiffness", "stiffness_z", "lte"] + [f for f in ("lte_ref", "eig_max", "align_cos_true", "lipschitz")
                                                        if f in trace.fields()]  # fmt: skip
     medians = {name: trace.step_median(name) for name in columns}
@@ -116,6 +122,7 @@ def run_sample(args: argparse.Namespace) -> int:
     settings = dict(
         solver=args.solver, steps=args.steps, batch=args.batch, seed=args.seed, schedule=args.schedule,
         sigma_min=args.sigma_min, sigma_max=args.sigma_max, rho=args.rho, cls=_class_value(args.cls),
+        prompt=args.prompt, negative_prompt=args.negative_prompt,
         cfg=args.cfg, autoguidance=args.autoguidance, erk_guid=args.erk_guid, erk_con=args.erk_con,
         dtype=args.dtype, device=args.device, diagnostics=not args.no_diagnostics,
         eig=args.eig, eig_method=args.eig_method, eig_iterations=args.eig_iters, lanczos_iterations=args.lanczos_iters,
@@ -124,7 +131,8 @@ def run_sample(args: argparse.Namespace) -> int:
         stein_gamma_min=args.stein_gamma_min, stein_gamma_max=args.stein_gamma_max,
         stein_sigma_min=args.stein_sigma_min, stein_sigma_max=args.stein_sigma_max, stein_oracle=args.stein_oracle,
     )  # fmt: skip
-    model = load_model(args.model)
+    SampleConfig(model=args.model, **settings).validate()  # bad flags fail before a model is loaded
+    model = load_model(args.model, device=args.device)
     start = time.perf_counter()
     samples, trace = sample(model, **settings)
     wall = time.perf_counter() - start

@@ -3,7 +3,22 @@
 A request is the page's inputs by name (``INPUTS``). :func:`parse_request` checks every one
 on the server (an API caller bypasses the page's sliders) against ``INPUT_RANGES`` and the
 per-model :class:`ModelLimits`, then :class:`~stiffviz.config.SampleConfig` checks the rest;
-each failure is a :class:`ParameterError` naming the parameter and its limit.
+each failure is a :class:`ParameterError` naming the parameter and its limit. The model must
+be one of the server's names (the page never names a path or a Hub id); a prompt (at most
+``MAX_PROMPT`` characters) is accepted only by a text-conditioned model, the schedule
+"model" (the model's own scheduler grid) only by a model with ``model_sigmas``.
+
+**Limits.** The built-in models keep their fixed limits (``TOY_LIMITS``, ``MODEL_LIMITS``).
+Any other model (``diffusers:…``) gets limits from its size, a budget of work per run: with
+D = prod(shape) state elements per sample and P = ``parameter_count`` network parameters,
+
+    max_batch = clamp(⌊BATCH_ELEMENTS / D · min(1, LARGE_NETWORK / P)⌋, 1, 64)
+    max_steps = 100 if P < SMALL_NETWORK else 50
+    default_batch = min(16, ⌈max_batch / 4⌉)
+
+so a batch holds at most BATCH_ELEMENTS = 2¹⁸ state elements, and a network beyond
+LARGE_NETWORK = 10⁷ parameters shrinks it in proportion (every model call costs about P per
+element); networks under SMALL_NETWORK = 10⁶ parameters may take twice the steps.
 
 :func:`stream_session` runs the sampler (the library's :func:`stiffviz.sample`) in a worker
 thread and yields a :class:`Session` after every step: the trace so far and the states
@@ -18,10 +33,11 @@ import math
 import queue
 import threading
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import torch
 
+from .config import MODEL_SCHEDULE
 from .errors import ParameterError
 from .models import list_models, load_model
 from .quality import quality_report
@@ -50,7 +66,11 @@ MODEL_LIMITS = {
     "digits16": dict(max_steps=100, max_batch=64, default_batch=16),
     "digits-unet": dict(max_steps=64, max_batch=64, default_batch=16),
 }
-DIFFUSERS_LIMITS = dict(max_steps=50, max_batch=4, default_batch=2)
+BATCH_ELEMENTS = 2**18  # state elements in one batch (the size rule above)
+LARGE_NETWORK = 10**7  # parameters beyond which the batch shrinks in proportion
+SMALL_NETWORK = 10**6  # parameters below which a network may take MAX_STEPS_SMALL steps
+MAX_STEPS_SMALL, MAX_STEPS_NETWORK, MAX_BATCH_NETWORK = 100, 50, 64
+MAX_PROMPT = 500  # characters, for the prompt and the negative prompt
 
 # Numeric inputs: (low, high, integer?); the highs of steps and batch are the model's (limits_for).
 INPUT_RANGES: dict[str, tuple[float, float, bool]] = {
@@ -69,32 +89,52 @@ INPUT_RANGES: dict[str, tuple[float, float, bool]] = {
     "stein_gamma_max": (-10.0, 10.0, False),
 }
 # The page's inputs, in the order of the run endpoint's arguments.
-INPUTS = ("model", "cls", "cfg", "autoguidance", "solver", "steps", "schedule", "sigma_min", "sigma_max", "rho",
+INPUTS = ("model", "prompt", "negative_prompt", "cls", "cfg", "autoguidance", "solver", "steps", "schedule", "sigma_min", "sigma_max", "rho",
           "erk_on", "erk_guid", "erk_con", "stein_on", "stein_probes", "stein_gamma_min", "stein_gamma_max",
           "eig", "lte_ref", "lipschitz", "seed", "batch", "compare")  # fmt: skip
 DEFAULTS: dict[str, Any] = dict(
-    model="tree", cls=NO_CLASS, cfg=1.0, autoguidance=1.0, solver="heun", steps=6, schedule="karras",
+    model="tree", prompt="", negative_prompt="", cls=NO_CLASS, cfg=1.0, autoguidance=1.0, solver="heun", steps=6, schedule="karras",
     sigma_min=0.002, sigma_max=80.0, rho=7.0, erk_on=True, erk_guid=1.0, erk_con=0.5, stein_on=False,
     stein_probes=5, stein_gamma_min=1.0, stein_gamma_max=3.0, eig=True, lte_ref=False, lipschitz=False,
     seed=0, batch=1024, compare=True,
 )  # fmt: skip
 
 
-def available_models(extra: str | None = None) -> list[str]:
-    """The app's models: ``list_models()`` and the server's ``diffusers:PATH`` model, if any."""
-    return list_models() + ([extra] if extra else [])
+def available_models(*server_models: str) -> list[str]:
+    """The app's models: ``list_models()``, then the server's own specs (``diffusers:…``) in order."""
+    names = list_models()
+    return names + [spec for spec in dict.fromkeys(server_models) if spec not in names]
 
 
-def limits_for(model: str) -> ModelLimits:
-    """The app's step and batch limits for ``model``."""
-    limits = DIFFUSERS_LIMITS if model.startswith("diffusers:") else MODEL_LIMITS.get(model, TOY_LIMITS)
-    return ModelLimits(model, **limits)
+def size_limits(name: str, parameter_count: int, elements: int) -> ModelLimits:
+    """The limits of a model with ``parameter_count`` parameters and ``elements`` state
+    elements per sample: the size rule of the module's docstring."""
+    shrink = min(1.0, LARGE_NETWORK / parameter_count) if parameter_count > 0 else 1.0
+    max_batch = max(1, min(MAX_BATCH_NETWORK, int(BATCH_ELEMENTS / max(elements, 1) * shrink)))
+    max_steps = MAX_STEPS_SMALL if parameter_count < SMALL_NETWORK else MAX_STEPS_NETWORK
+    return ModelLimits(name, max_steps, max_batch, min(16, math.ceil(max_batch / 4)))
 
 
-def limits_table(models: list[str]) -> str:
+def limits_for(name: str, model=None) -> ModelLimits:
+    """The app's step and batch limits for the model ``name``: the built-ins' own, otherwise the
+    size rule from ``model`` (loaded when not given) and its ``parameter_count`` and ``shape``."""
+    if name in MODEL_LIMITS:
+        return ModelLimits(name, **MODEL_LIMITS[name])
+    if name in list_models():
+        return ModelLimits(name, **TOY_LIMITS)
+    model = model if model is not None else load_model(name)
+    return size_limits(name, int(getattr(model, "parameter_count", 0)), math.prod(model.shape))
+
+
+def limits_table(limits: list[ModelLimits]) -> str:
     """The per-model limits as a Markdown table (shown in the page)."""
-    rows = [f"| {m} | {limits_for(m).max_steps} | {limits_for(m).max_batch} |" for m in models]
+    rows = [f"| {m.name} | {m.max_steps} | {m.max_batch} |" for m in limits]
     return "\n".join(["| model | max steps | max batch |", "|---|---|---|", *rows])
+
+
+def schedules_for(model) -> list[str]:
+    """The schedules the model can run: karras and logsnr, and "model" where it has ``model_sigmas``."""
+    return list(SCHEDULES) + ([MODEL_SCHEDULE] if hasattr(model, "model_sigmas") else [])
 
 
 def _number(name: str, value: Any, limits: ModelLimits) -> float | int:
@@ -137,23 +177,42 @@ class Request:
         return self.unguided() != self.settings
 
 
-def parse_request(values: Mapping[str, Any], models: list[str]) -> Request:
-    """Check the page's inputs (by name, see ``INPUTS``) and turn them into a :class:`Request`."""
+def _prompt(name: str, value: Any, model, model_name: str) -> str:
+    """A prompt as text: at most ``MAX_PROMPT`` characters, empty unless the model reads text."""
+    text = "" if value is None else value
+    if not isinstance(text, str) or len(text) > MAX_PROMPT:
+        raise ParameterError(name, f"must be text of at most {MAX_PROMPT} characters, got {len(str(text))} characters")
+    if text and not getattr(model, "text_conditioned", False):
+        raise ParameterError(name, f"the model {model_name} is not text-conditioned; leave the prompt empty")
+    return text
+
+
+def parse_request(values: Mapping[str, Any], models: list[str], lookup: Callable[[str], Any] = load_model) -> Request:
+    """Check the page's inputs (by name, see ``INPUTS``) and turn them into a :class:`Request`.
+
+    ``models`` are the names the server offers; ``lookup(name)`` gives the model object (the
+    app's loaded-once models), whose size, text conditioning and schedules the checks follow.
+    """
     missing = [name for name in INPUTS if name not in values]
     if missing:
         raise ParameterError(missing[0], "is missing from the request")
-    model = _choice("model", values["model"], models)
-    numbers = {name: _number(name, values[name], limits_for(model)) for name in INPUT_RANGES}
+    name = _choice("model", values["model"], models)
+    model = lookup(name)
+    limits = limits_for(name, model)
+    numbers = {key: _number(key, values[key], limits) for key in INPUT_RANGES}
+    prompts = {key: _prompt(key, values[key], model, name) for key in ("prompt", "negative_prompt")}
     _choice("solver", values["solver"], list(SOLVERS))
-    _choice("schedule", values["schedule"], list(SCHEDULES))
+    _choice("schedule", values["schedule"], schedules_for(model))
     cls = values["cls"]
     settings = dict(
         solver=values["solver"], schedule=values["schedule"], cls=None if cls in (None, "", NO_CLASS) else cls,
         erk_guid=numbers["erk_guid"] if values["erk_on"] else None, stein=bool(values["stein_on"]),
         eig=bool(values["eig"]), lte_ref=bool(values["lte_ref"]), lipschitz=bool(values["lipschitz"]),
-        **{name: numbers[name] for name in INPUT_RANGES if name != "erk_guid"},
+        **{key: numbers[key] for key in INPUT_RANGES if key != "erk_guid"},
     )  # fmt: skip
-    return Request(model, settings, bool(values["compare"]))
+    if getattr(model, "text_conditioned", False):
+        settings.update(prompt=prompts["prompt"], negative_prompt=prompts["negative_prompt"] or None)
+    return Request(name, settings, bool(values["compare"]))
 
 
 def nfe_text(solver: str, steps: Any, cfg: Any = 1.0, autoguidance: Any = 1.0) -> str:
@@ -173,7 +232,7 @@ class RunRecord:
     """One run as the app keeps it: its trace (growing while it runs) and states on the CPU.
 
     ``states[k]`` is x_k (k = 0 … steps done) and ``previews[k]`` the denoised estimate
-    D(x_k; σ_k); the final state has no evaluation of its own, so its preview is itself.
+    D(x_k; σ_k). ``decoded`` caches a latent model's VAE pictures of them (see :func:`pictures`).
     """
 
     label: str
@@ -183,13 +242,19 @@ class RunRecord:
     samples: torch.Tensor | None = None
     quality: dict = field(default_factory=dict)
     error: str = ""
+    decoded: dict[tuple[str, int], torch.Tensor] = field(default_factory=dict, repr=False)
 
     @property
     def done(self) -> bool:
         return self.samples is not None or bool(self.error)
 
+    def preview_index(self, k: int) -> int:
+        """The newest estimate at step k: D(x_k; σ_k) once x_k was evaluated, else D(x_{k−1}; σ_{k−1})
+        (the latest state while streaming; the final state, whose step to σ = 0 returns D(x_{N−1}))."""
+        return min(k, len(self.previews) - 1)
+
     def preview(self, k: int) -> torch.Tensor:
-        return self.previews[k] if k < len(self.previews) else self.states[k]
+        return self.previews[self.preview_index(k)] if self.previews else self.states[k]
 
     def sigma(self, k: int) -> float:
         """σ_k, the noise level of ``states[k]``."""
@@ -312,7 +377,33 @@ def results_rows(session: Session) -> tuple[list[str], list[list]]:
     return header, rows
 
 
+def pictures(run: RunRecord, model, k: int, vae: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x_k, D(x_k; σ_k)) of ``run`` as images (B, C, H, W) in [−1, 1] for :func:`~stiffviz.render.image_grid`.
+
+    Pixel models: the states themselves. Latent models (``model.latent``; the sampler and every
+    diagnostic work on the latents): RGB pictures from ``model.decode``, the cheap linear
+    projection (``fast=True``) while the run streams, the VAE (``vae``: the run's end and
+    scrubbing) otherwise, each VAE picture decoded once per run and kept in ``run.decoded``.
+    """
+    if not getattr(model, "latent", False):
+        return run.states[k], run.preview(k)
+    preview = ("preview", run.preview_index(k)) if run.previews else ("state", k)
+    return _decoded(run, model, ("state", k), vae), _decoded(run, model, preview, vae)
+
+
+def _decoded(run: RunRecord, model, key: tuple[str, int], vae: bool) -> torch.Tensor:
+    if vae and key in run.decoded:
+        return run.decoded[key]
+    kind, k = key
+    latents = (run.states if kind == "state" else run.previews)[k]
+    with torch.no_grad():
+        images = model.decode(latents.to(getattr(model, "device", "cpu")), fast=not vae).detach().cpu()
+    if vae:
+        run.decoded[key] = images
+    return images
+
+
 def with_steps(run: RunRecord, k: int) -> RunRecord:
-    """The run as it was after step k (for scrubbing)."""
+    """The run as it was after step k (for scrubbing; it shares the run's ``decoded`` cache)."""
     trace = replace(run.trace, steps=run.trace.steps[:k])
     return replace(run, trace=trace, states=run.states[: k + 1], previews=run.previews[: k + 1])

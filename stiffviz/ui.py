@@ -5,6 +5,11 @@ checks requests, :mod:`stiffviz.plots` and :mod:`stiffviz.render` draw); the eve
 are plain functions of the inputs (``run``, ``scrub``, ``redraw``, ``export``,
 ``on_model_change``), testable without a browser. ``run`` is a generator: it yields the page's
 outputs after every sampler step, so the charts and the picture grow while the run goes on.
+
+The server's own models (``build_app("diffusers:FOLDER", …)``, from ``app.py --model``) are
+loaded once when the page is built; the page offers them by name and never takes a path.
+Text-conditioned models get a prompt box; latent models show decoded pictures (a linear
+preview while streaming, the VAE at the end and when scrubbing, see :func:`stiffviz.live.pictures`).
 """
 
 from __future__ import annotations
@@ -19,20 +24,23 @@ import torch
 
 from .errors import ParameterError
 from .live import (
-    DEFAULTS, INPUT_RANGES, INPUTS, NO_CLASS, RunRecord, Session, available_models, limits_for,
-    limits_table, nfe_text, parse_request, results_rows, step_status, stream_session, with_steps,
+    DEFAULTS, INPUT_RANGES, INPUTS, MAX_PROMPT, NO_CLASS, ModelLimits, RunRecord, Session, available_models,
+    limits_for, limits_table, nfe_text, parse_request, pictures, results_rows, schedules_for, step_status,
+    stream_session, with_steps,
 )  # fmt: skip
-from .models import load_model
+from .models import list_models, load_model
 from .plots import CHARTS, stability_figure, trace_figure
 from .render import image_grid, particle_figure
 from .report import write_exports
-from .schedules import SCHEDULES
 from .solvers import SOLVERS
 from .ui_learn import build_learn_tab
 
 X_AXES = {"step": "step", "σ (log)": "sigma"}
 CONCURRENCY_LIMIT = 2  # runs at once per event; more requests wait in the queue
 QUEUE_SIZE = 32
+TEXT_CFG = 7.5  # the CFG weight a text-conditioned model starts with (diffusers' usual guidance scale)
+LATENT_NOTE = ("_Latent model: the sampler and every diagnostic work on its latents {shape}; the pictures are "
+               "decoded (a linear preview while the run streams, the VAE at the end and when scrubbing)._")  # fmt: skip
 INTRO = """# stiffviz: a stiffness microscope for diffusion sampling
 Pick a model and a solver, switch guidance on or off and press **Run**. The charts show, at every
 step, how stiff the probability-flow ODE is (ρ̂, and z = |h|ρ̂ against the solver's stability
@@ -52,8 +60,20 @@ def _model(name: str):
     return load_model(name, device=device())
 
 
+def _limits(name: str) -> ModelLimits:
+    """``name``'s limits; the size rule reads the server's loaded model (built-ins have their own)."""
+    return limits_for(name, None if name in list_models() else _model(name))
+
+
 def _is_image(model) -> bool:
     return len(model.shape) == 3
+
+
+def _with_note(status: str, model) -> str:
+    """The status, and for a latent model the line saying where the diagnostics live."""
+    if not getattr(model, "latent", False):
+        return status
+    return f"{status}\n\n{LATENT_NOTE.format(shape='×'.join(map(str, model.shape)))}"
 
 
 # ---------------------------------------------------------------- rendering a session
@@ -70,8 +90,9 @@ def _views(session: Session, model, k: int | None, finished: dict | None = None)
         for run in runs:
             i = len(run.states) - 1
             sigma = run.sigma(i)
-            gallery += [(image_grid(run.states[i]), f"{run.label} · x at step {i} (σ = {sigma:.3g})"),
-                        (image_grid(run.preview(i)), f"{run.label} · x0 preview D(x; σ)")]  # fmt: skip
+            state, preview = pictures(run, model, i, vae=k is not None or run.done)
+            gallery += [(image_grid(state), f"{run.label} · x at step {i} (σ = {sigma:.3g})"),
+                        (image_grid(preview), f"{run.label} · x0 preview D(x; σ = {run.sigma(run.preview_index(i)):.3g})")]  # fmt: skip
         return gr.update(visible=False), gr.update(visible=False), gr.update(value=gallery, visible=True)
     finished = {} if finished is None else finished
     figures = [finished[run.label] if run.label in finished else _particles(run, model) for run in runs]
@@ -109,7 +130,7 @@ def _frame(session: Session, model, x_axis: str, finished: dict) -> tuple:
     """Every output of ``run`` for the session as it stands (the stability view once done)."""
     done = session.done
     slider = gr.update(maximum=max(session.steps_done, 1), value=session.steps_done, interactive=done)
-    return (step_status(session), *_views(session, model, None, finished), *_charts(session, x_axis),
+    return (_with_note(step_status(session), model), *_views(session, model, None, finished), *_charts(session, x_axis),
             _stability(session) if done else gr.skip(), _results(session), slider, session)  # fmt: skip
 
 
@@ -127,7 +148,7 @@ def run(*values: Any, models: list[str] | None = None) -> Iterator[tuple]:
     """
     *inputs, x_axis = values
     try:
-        request = parse_request(dict(zip(INPUTS, inputs)), models or available_models())
+        request = parse_request(dict(zip(INPUTS, inputs)), models or available_models(), _model)
         model = _model(request.model)
         finished: dict = {}
         for session in stream_session(request, model):
@@ -137,12 +158,14 @@ def run(*values: Any, models: list[str] | None = None) -> Iterator[tuple]:
 
 
 def scrub(session: Session | None, k: Any) -> tuple:
-    """The step slider: the state and x0 preview at step k of the recorded runs (no recomputing)."""
+    """The step slider: the state and x0 preview at step k of the recorded runs (no resampling;
+    a latent model's VAE pictures are decoded once and kept in the session, which is returned
+    so the cache survives a ZeroGPU worker)."""
     if session is None or not session.runs or not session.done:
-        return (gr.skip(),) * 4
+        return (gr.skip(),) * 5
     k = max(0, min(int(k), session.steps_done))
     model = _model(session.request.model)
-    return (step_status(session, k), *_views(session, model, k))
+    return (_with_note(step_status(session, k), model), *_views(session, model, k), session)
 
 
 def redraw(session: Session | None, x_axis: str) -> list:
@@ -163,21 +186,34 @@ def export(session: Session | None) -> Any:
     return [str(path) for path in write_exports(finished, directory, _model(session.request.model))]
 
 
-def on_model_change(name: str) -> tuple:
-    """Model dropdown: its classes, whether CFG and Autoguidance apply, its step and batch limits."""
+def on_model_change(name: str, schedule: str = DEFAULTS["schedule"], models: list[str] | None = None) -> tuple:
+    """Model dropdown: its classes, whether CFG and Autoguidance apply, its step and batch limits,
+    the prompt boxes (text-conditioned models only) and its schedules ("model" first where it has one).
+
+    Only the server's names are accepted (``models``; the page cannot name a path or a Hub id).
+    """
+    models = models or available_models()
     try:
-        model = load_model(name)
+        if name not in models:
+            raise ParameterError("model", f"must be one of {', '.join(models)}, got {name!r}")
+        model = _model(name)
     except (ParameterError, OSError) as err:
-        return (gr.skip(),) * 6 + (f"⚠️ {err}",)
+        return (gr.skip(),) * 9 + (f"⚠️ {err}",)
     classes = [NO_CLASS, *(model.classes or ())]
-    limits = limits_for(name)
+    text = bool(getattr(model, "text_conditioned", False))
+    limits = _limits(name)
+    schedules = schedules_for(model)
     return (
         gr.update(choices=classes, value=NO_CLASS, interactive=model.classes is not None),
-        gr.update(interactive=model.classes is not None, value=1.0),
+        gr.update(interactive=model.classes is not None or text, value=TEXT_CFG if text else 1.0),
         gr.update(interactive=getattr(model, "weak", None) is not None, value=1.0),
         gr.update(maximum=limits.max_steps),
         gr.update(maximum=limits.max_batch, value=limits.default_batch),
         gr.update(value=hasattr(model, "denoiser_jacobian")),  # exact eigenpairs are cheap; power iteration is not
+        gr.update(visible=text, value=""),
+        gr.update(visible=text, value=""),
+        gr.update(choices=schedules, value="model" if "model" in schedules else
+                  schedule if schedule in schedules else DEFAULTS["schedule"]),  # fmt: skip
         f"Limits for **{name}**: at most {limits.max_steps} steps and a batch of {limits.max_batch}.",
     )
 
@@ -195,10 +231,12 @@ def _gpu(fn):
     return spaces.GPU(fn)
 
 
-def build_app(diffusers_model: str | None = None) -> gr.Blocks:
-    """The whole page; ``diffusers_model`` ("diffusers:PATH") adds the server's own model."""
-    models = available_models(diffusers_model)
-    default_limits = limits_for(DEFAULTS["model"])
+def build_app(*server_models: str) -> gr.Blocks:
+    """The whole page; ``server_models`` (``load_model`` specs such as "diffusers:FOLDER") are the
+    server's own models, loaded here, once (a spec that fails raises its :class:`ParameterError`)."""
+    models = available_models(*server_models)
+    latent = any(getattr(_model(name), "latent", False) for name in server_models)  # loads each one now
+    default_limits = _limits(DEFAULTS["model"])
     with gr.Blocks(title="stiffviz") as app:
         gr.Markdown(INTRO)
         session = gr.State(None)
@@ -210,7 +248,7 @@ def build_app(diffusers_model: str | None = None) -> gr.Blocks:
                     limits_note = gr.Markdown(f"Limits for **tree**: at most {default_limits.max_steps} steps "
                                               f"and a batch of {default_limits.max_batch}.")  # fmt: skip
                     with gr.Accordion("Server limits per model", open=False):
-                        gr.Markdown(limits_table(models), elem_id="limits-table")
+                        gr.Markdown(limits_table([_limits(m) for m in models]), elem_id="limits-table")
                 with gr.Column(scale=3):
                     status = gr.Markdown("Press **Run** to sample.", elem_id="status")
                     with gr.Row():
@@ -238,12 +276,15 @@ def build_app(diffusers_model: str | None = None) -> gr.Blocks:
         # (Gradio's own slider check would reject an API caller's value without naming the input).
         run_button.click(_gpu(functools.partial(run, models=models)), inputs, outputs, api_name="run",
                          concurrency_limit=CONCURRENCY_LIMIT, preprocess=False)  # fmt: skip
-        step.input(scrub, [session, step], [status, view_a, view_b, gallery], api_name="scrub",
-                   trigger_mode="always_last")  # fmt: skip
+        # A latent model's VAE decodes when scrubbing: on ZeroGPU that needs the GPU too.
+        step.input(_gpu(scrub) if latent else scrub, [session, step], [status, view_a, view_b, gallery, session],
+                   api_name="scrub", trigger_mode="always_last")  # fmt: skip
         x_axis.change(redraw, [session, x_axis], charts, api_name="redraw")
         export_button.click(export, [session], files, api_name="export")
-        c["model"].change(on_model_change, [c["model"]], [c["cls"], c["cfg"], c["autoguidance"], c["steps"],
-                                                          c["batch"], c["eig"], limits_note], api_name=False)  # fmt: skip
+        model_outputs = [c[name] for name in ("cls", "cfg", "autoguidance", "steps", "batch", "eig", "prompt",
+                                              "negative_prompt", "schedule")] + [limits_note]  # fmt: skip
+        c["model"].change(functools.partial(on_model_change, models=models), [c["model"], c["schedule"]], model_outputs,
+                          api_name=False, preprocess=False)  # fmt: skip  (raw names: the handler checks them)
         nfe_inputs = [c["solver"], c["steps"], c["cfg"], c["autoguidance"]]
         for name in ("solver", "steps", "cfg", "autoguidance"):
             c[name].change(nfe_text, nfe_inputs, c["nfe"], api_name=False)
@@ -260,6 +301,10 @@ def _controls(models: list[str], limits) -> dict[str, gr.components.Component]:
     d, r = DEFAULTS, INPUT_RANGES
     c: dict[str, Any] = {}
     c["model"] = gr.Dropdown(models, value=d["model"], label="model", elem_id="model")
+    c["prompt"] = gr.Textbox(d["prompt"], label="prompt", max_length=MAX_PROMPT, lines=2, visible=False,
+                             elem_id="prompt")  # fmt: skip
+    c["negative_prompt"] = gr.Textbox(d["negative_prompt"], label="negative prompt", max_length=MAX_PROMPT,
+                                      visible=False, elem_id="negative-prompt")  # fmt: skip
     with gr.Row():
         c["cls"] = gr.Dropdown([NO_CLASS, "A", "B"], value=d["cls"], label="class", elem_id="class")
         c["cfg"] = gr.Slider(*r["cfg"][:2], value=d["cfg"], step=0.1, label="CFG weight (1 = off)")
@@ -270,7 +315,7 @@ def _controls(models: list[str], limits) -> dict[str, gr.components.Component]:
         c["steps"] = gr.Slider(1, limits.max_steps, value=d["steps"], step=1, label="steps", elem_id="steps")
     c["nfe"] = gr.Markdown(nfe_text(d["solver"], d["steps"]), elem_id="nfe")
     with gr.Accordion("Advanced: noise schedule", open=False):
-        c["schedule"] = gr.Radio(list(SCHEDULES), value=d["schedule"], label="schedule")
+        c["schedule"] = gr.Radio(schedules_for(None), value=d["schedule"], label="schedule", elem_id="schedule")
         with gr.Row():
             c["sigma_min"] = gr.Number(d["sigma_min"], label="σ_min", minimum=r["sigma_min"][0], maximum=r["sigma_min"][1])
             c["sigma_max"] = gr.Number(d["sigma_max"], label="σ_max", minimum=r["sigma_max"][0], maximum=r["sigma_max"][1])

@@ -73,9 +73,18 @@ def test_run_endpoint_streams_the_librarys_run(client):
         np.testing.assert_array_equal(loaded.column(field), expected[GUIDED].column(field))
 
 
-def test_run_endpoint_rejects_out_of_range_input_with_a_message(client):
-    outputs = client.predict(*[(SETTINGS | dict(batch=10**6))[n] for n in INPUTS], "step", api_name="/run")
-    assert "batch: must be an integer in [1, 4096] for the model tree, got 1000000" in outputs[0]
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        (dict(batch=10**6), "batch: must be an integer in [1, 4096] for the model tree, got 1000000"),
+        (dict(model="diffusers:/srv/any-folder"), "model: must be one of tree"),  # the page never names a path
+        (dict(prompt="a cat"), "prompt: the model tree is not text-conditioned"),
+        (dict(schedule="model"), "schedule: must be one of karras, logsnr, got 'model'"),
+    ],
+)
+def test_run_endpoint_rejects_bad_input_with_a_message(client, changes, message):
+    outputs = client.predict(*[(SETTINGS | changes)[n] for n in INPUTS], "step", api_name="/run")
+    assert message in outputs[0]
 
 
 def test_learn_endpoint_names_the_parameter_beyond_the_sliders(client):

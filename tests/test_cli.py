@@ -8,8 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from test_live import TextLatentModel
 
-from stiffviz import Trace, sample
+from stiffviz import Trace, cli, sample
 from stiffviz.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,7 +52,9 @@ def test_csv_trace(tmp_path, capsys):
 
 def test_bad_input_exits_2_and_names_the_parameter(capsys):
     for args, name in ((["--steps", "0"], "steps"), (["--model", "nope"], "model"), (["--sigma-min", "100"], "sigma_min"),
-                       (["--cfg", "nan", "--class", "A"], "cfg")):  # fmt: skip
+                       (["--cfg", "nan", "--class", "A"], "cfg"), (["--prompt", "a cat"], "prompt"),
+                       (["--negative-prompt", "dull"], "prompt"), (["--schedule", "model"], "schedule"),
+                       (["--device", "tpu"], "device")):  # fmt: skip
         assert main(["sample", *args]) == 2
         assert capsys.readouterr().err.startswith(f"error: {name}:")
 
@@ -60,7 +64,8 @@ def test_help_explains_every_flag(capsys):
         main(["sample", "--help"])
     text = capsys.readouterr().out
     for flag in ("--model", "--solver", "--steps", "--batch", "--seed", "--dtype", "--erk-guid", "--erk-con", "--cfg",
-                 "--autoguidance", "--class", "--trace-out", "--samples-out", "--metrics", "--schedule", "--sigma-min"):  # fmt: skip
+                 "--autoguidance", "--class", "--trace-out", "--samples-out", "--metrics", "--schedule", "--sigma-min",
+                 "--prompt", "--negative-prompt", "--device", "diffusers:FOLDER_OR_HUB_ID", "{karras,logsnr,model}"):  # fmt: skip
         assert flag in text
 
 
@@ -82,3 +87,26 @@ def test_metrics_for_an_image_model(capsys):
     assert main(["sample", "--model", "digits", "--steps", "8", "--batch", "32", "--class", "3", "--metrics"]) == 0
     text = capsys.readouterr().out
     assert "accuracy" in text and "fd" in text and "recall" in text
+
+
+def test_bad_flags_fail_before_a_model_is_loaded(monkeypatch, capsys):
+    monkeypatch.setattr(cli, "load_model", lambda *a, **k: pytest.fail("a bad flag must stop before loading"))
+    assert main(["sample", "--model", "diffusers:org/big-model", "--device", "gpu0"]) == 2
+    assert capsys.readouterr().err.startswith("error: device:")
+
+
+def test_prompt_schedule_and_device_reach_a_text_model(monkeypatch, tmp_path, capsys):
+    model, loads = TextLatentModel(), []
+    monkeypatch.setattr(cli, "load_model", lambda name, device=None: loads.append((name, device)) or model)
+    out = tmp_path / "s.npy"
+    args = ["sample", "--model", "diffusers:org/text-model", "--prompt", "a red fox", "--negative-prompt", "blurry",
+            "--cfg", "3", "--schedule", "model", "--steps", "3", "--batch", "2", "--device", "cpu",
+            "--samples-out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    assert loads == [("diffusers:org/text-model", "cpu")] and model.prompts == [("a red fox", "blurry")]
+    text = capsys.readouterr().out
+    assert "prompt 'a red fox'  negative prompt 'blurry'" in text.splitlines()[1]
+    expected, trace = sample(model, prompt="a red fox", negative_prompt="blurry", cfg=3.0, schedule="model", steps=3,
+                             batch=2, device="cpu")  # fmt: skip
+    assert np.array_equal(np.load(out), expected.numpy())
+    assert trace.sigmas == model.model_sigmas(3).tolist() and not torch.equal(expected, sample(model, steps=3, batch=2)[0])

@@ -8,14 +8,64 @@ import torch
 
 import stiffviz
 from stiffviz.live import (
-    DEFAULTS, GUIDED, INPUTS, UNGUIDED, ModelLimits, available_models, limits_for, nfe_text, parse_request,
-    results_rows, step_status, stream_session,
+    DEFAULTS, GUIDED, INPUTS, MAX_PROMPT, UNGUIDED, ModelLimits, available_models, limits_for, nfe_text,
+    parse_request, pictures, results_rows, size_limits, step_status, stream_session,
 )  # fmt: skip
+from stiffviz.models.base import sigma_per_sample
+from stiffviz.schedules import karras
 from stiffviz.solvers import nfe_for
 
 from conftest import linear_drift_model
 
 MODELS = available_models()
+FAKE = "fake:text-latent"
+
+
+class TextLatentModel:
+    """A text-conditioned latent model with the contract's attributes, exact in closed form.
+
+    Latents x0 ~ N(μ(c), I) per prompt c, with μ(c) ∈ R⁴ a fixed function of the text, so
+    D(x; σ) = (x + σ² μ)/(1 + σ²), the posterior mean E[x0 | x0 + σε = x]. ``decode`` maps
+    latents to RGB in [−1, 1]: fast = the first three channels clipped (a "linear preview"),
+    VAE = tanh of them upsampled ×2 (a different picture, so tests can tell which one ran).
+    It records the prompts ``condition`` encoded and every decode call.
+    """
+
+    shape, classes, weak, name = (4, 4, 4), None, None, FAKE
+    text_conditioned = latent = True
+    parameter_count = 5_000
+    device, dtype = torch.device("cpu"), torch.float32
+
+    def __init__(self):
+        self.prompts: list[tuple] = []
+        self.decodes: list[tuple[bool, int]] = []
+
+    @staticmethod
+    def mean(text: str) -> torch.Tensor:
+        return torch.tensor([[len(text) / 10, sum(map(ord, text)) % 7 / 3, 0.5, -0.5]])
+
+    def condition(self, prompt=None, negative_prompt=None, **embeddings):
+        self.prompts.append((prompt, negative_prompt))
+        return self.mean(prompt or ""), self.mean(negative_prompt or "")
+
+    def __call__(self, x, sigma, cond=None):
+        mu = (self.mean("") if cond is None else cond).to(x.dtype).view(1, -1, 1, 1)
+        s2 = sigma_per_sample(sigma, x).view(-1, 1, 1, 1) ** 2
+        return (x + s2 * mu) / (1 + s2)
+
+    def model_sigmas(self, steps: int) -> torch.Tensor:
+        if not 1 <= steps <= 100:
+            raise stiffviz.ParameterError("steps", "must be in [1, 100] for this model")
+        return karras(steps, 0.05, 20.0, 7.0)
+
+    def decode(self, x0: torch.Tensor, fast: bool = False) -> torch.Tensor:
+        self.decodes.append((fast, x0.shape[0]))
+        rgb = x0[:, :3]
+        return rgb.clamp(-1, 1) if fast else torch.tanh(rgb).repeat_interleave(2, 2).repeat_interleave(2, 3)
+
+
+def fake_request(model: TextLatentModel, **changes):
+    return parse_request(DEFAULTS | dict(model=FAKE, batch=4) | changes, [*MODELS, FAKE], lambda name: model)
 
 
 def request(**changes):
@@ -56,11 +106,65 @@ def test_a_missing_input_is_named():
         parse_request(values, MODELS)
 
 
-def test_only_the_servers_diffusers_model_is_accepted():
-    models = available_models("diffusers:/srv/unet")
-    assert models[-1] == "diffusers:/srv/unet" and limits_for(models[-1]).max_batch < limits_for("tree").max_batch
-    with pytest.raises(stiffviz.ParameterError, match="model"):
-        parse_request(DEFAULTS | dict(model="diffusers:/elsewhere"), models)
+def test_only_the_servers_models_are_accepted():
+    models = available_models("diffusers:/srv/unet", "tree", "diffusers:/srv/unet", "diffusers:hub/id")
+    assert models == [*MODELS, "diffusers:/srv/unet", "diffusers:hub/id"]  # in order, once each
+    for name in ("diffusers:/elsewhere", "diffusers:other/hub-id"):
+        with pytest.raises(stiffviz.ParameterError, match="model: must be one of") as err:
+            parse_request(DEFAULTS | dict(model=name), models, lambda name: pytest.fail("nothing is loaded"))
+        assert err.value.parameter == "model"
+
+
+def test_builtin_limits_are_unchanged():
+    expected = {"tree": (200, 4096, 1024), "moons": (200, 4096, 1024), "digits": (100, 256, 36),
+                "digits16": (100, 64, 16), "digits-unet": (64, 64, 16)}  # fmt: skip
+    for name, limits in expected.items():
+        assert limits_for(name) == ModelLimits(name, *limits)
+
+
+def test_size_rule_gives_bigger_models_smaller_limits():
+    """max_batch = clamp(⌊2¹⁸/D · min(1, 10⁷/P)⌋, 1, 64), max_steps 100 below 10⁶ parameters, else 50."""
+    tiny, cifar, sd = size_limits("a", 50_000, 4 * 8 * 8), size_limits("b", 35_700_000, 3 * 32 * 32), \
+        size_limits("c", 860_000_000, 4 * 64 * 64)  # fmt: skip
+    assert (tiny.max_steps, tiny.max_batch, tiny.default_batch) == (100, 64, 16)
+    assert (cifar.max_steps, cifar.max_batch) == (50, int(2**18 / 3072 * 1e7 / 35.7e6)) == (50, 23)
+    assert (sd.max_steps, sd.max_batch, sd.default_batch) == (50, 1, 1)
+    for small, big in ((10**5, 10**6), (10**7, 10**8), (10**8, 10**9)):  # more parameters, same state
+        assert size_limits("s", small, 3 * 32 * 32).max_batch >= size_limits("b", big, 3 * 32 * 32).max_batch
+    assert size_limits("s", 10**8, 3 * 32 * 32).max_batch > size_limits("b", 10**9, 3 * 32 * 32).max_batch
+    assert size_limits("s", 10**7, 3 * 16 * 16).max_batch > size_limits("b", 10**7, 3 * 64 * 64).max_batch
+    assert size_limits("huge", 10**12, 3 * 1024 * 1024).max_batch == 1  # never below one sample
+    model = TextLatentModel()  # limits_for reads parameter_count and shape from the model
+    assert limits_for(FAKE, model) == size_limits(FAKE, 5_000, 64)
+    model.parameter_count = 10**9
+    assert limits_for(FAKE, model) == size_limits(FAKE, 10**9, 64) and limits_for(FAKE, model).max_steps == 50
+    with pytest.raises(stiffviz.ParameterError, match=r"steps: must be an integer in \[1, 50\] for the model fake"):
+        fake_request(model, steps=51)
+
+
+def test_prompts_are_checked_on_the_server():
+    model = TextLatentModel()
+    settings = fake_request(model, prompt="a red fox", negative_prompt="blurry", cfg=3.0).settings
+    assert (settings["prompt"], settings["negative_prompt"], settings["cfg"]) == ("a red fox", "blurry", 3.0)
+    assert fake_request(model, negative_prompt="").settings["negative_prompt"] is None
+    assert "prompt" not in request().settings  # models without text take no prompt setting at all
+    for changes, parameter in ((dict(prompt="x" * (MAX_PROMPT + 1)), "prompt"),
+                               (dict(negative_prompt="y" * (MAX_PROMPT + 1)), "negative_prompt"),
+                               (dict(prompt=["a", "list"]), "prompt")):  # fmt: skip
+        with pytest.raises(stiffviz.ParameterError, match=f"{parameter}: must be text of at most 500") as err:
+            fake_request(model, **changes)
+        assert err.value.parameter == parameter
+    assert len(fake_request(model, prompt="x" * MAX_PROMPT).settings["prompt"]) == MAX_PROMPT
+    for parameter in ("prompt", "negative_prompt"):
+        with pytest.raises(stiffviz.ParameterError, match=f"{parameter}: the model tree is not text-conditioned"):
+            request(**{parameter: "a cat"})
+    assert model.prompts == []  # checking encodes nothing
+
+
+def test_schedule_model_only_for_models_with_their_own_grid():
+    assert fake_request(TextLatentModel(), schedule="model").settings["schedule"] == "model"
+    with pytest.raises(stiffviz.ParameterError, match="schedule: must be one of karras, logsnr, got 'model'"):
+        request(schedule="model")
 
 
 def test_request_turns_switches_into_library_settings():
@@ -107,7 +211,8 @@ def test_initial_state_and_preview_are_what_the_first_step_used():
     sigma0, sigma1 = run.sigma(0), run.sigma(1)
     torch.testing.assert_close(run.previews[0], model(run.states[0], sigma0))
     torch.testing.assert_close(run.states[1], run.states[0] + (sigma1 - sigma0) * (run.states[0] - run.previews[0]) / sigma0)
-    assert run.preview(4) is run.states[4] and len(run.previews) == 4
+    assert torch.equal(run.preview(4), run.states[4]) and len(run.previews) == 4  # the step to σ = 0 returns D(x₃)
+    assert [run.preview_index(k) for k in range(5)] == [0, 1, 2, 3, 3]
 
 
 def test_a_diverging_run_keeps_its_steps_and_says_where():
@@ -148,3 +253,44 @@ def test_limits_are_ordered_sensibly():
         limits = limits_for(name)
         assert isinstance(limits, ModelLimits) and 1 <= limits.default_batch <= limits.max_batch
     assert set(INPUTS) == set(DEFAULTS)
+
+
+def test_a_prompted_latent_session_is_the_librarys_run_with_fast_then_vae_pictures():
+    model = TextLatentModel()
+    req = fake_request(model, prompt="a red fox", cfg=2.0, steps=4, batch=3, schedule="model", erk_on=False, eig=False)
+    previews = []
+    for session in stream_session(req, model):
+        run = next(reversed(session.runs.values()))
+        k = len(run.states) - 1
+        model.decodes.clear()
+        state, preview = pictures(run, model, k, vae=run.done)
+        previews.append((run.label, run.done, model.decodes[:], state.shape))
+    # Streaming frames use the cheap projection; the ends of the runs use the VAE (×2 pictures).
+    assert [p[:3] for p in previews if not p[1]] == [(GUIDED, False, [(True, 3)] * 2)] * 4 + \
+        [(UNGUIDED, False, [(True, 3)] * 2)] * 4  # fmt: skip
+    assert [p[2] for p in previews if p[1]] == [[(False, 3)] * 2] * 2
+    assert {p[3] for p in previews} == {torch.Size([3, 3, 4, 4]), torch.Size([3, 3, 8, 8])}
+    assert model.prompts == [("a red fox", None)] * 2  # encoded once per run, guided and unguided
+    for label, settings in ((GUIDED, req.settings), (UNGUIDED, req.unguided())):
+        x, trace = stiffviz.sample(model, **settings)
+        assert torch.equal(session.runs[label].samples, x)
+        np.testing.assert_array_equal(session.runs[label].trace.column("stiffness"), trace.column("stiffness"))
+    np.testing.assert_allclose(session.runs[GUIDED].trace.sigmas, model.model_sigmas(4).tolist())
+    # The prompt moves the samples: the latents' channel means follow μ(prompt) (CFG pushes past it).
+    other = fake_request(model, prompt="", cfg=2.0, steps=4, batch=3, schedule="model", erk_on=False, eig=False,
+                         compare=False)  # fmt: skip
+    *_, plain = stream_session(other, model)
+    assert not torch.allclose(plain.runs[GUIDED].samples, session.runs[GUIDED].samples)
+
+
+def test_vae_pictures_are_decoded_once_per_state():
+    model = TextLatentModel()
+    req = fake_request(model, prompt="owl", steps=3, batch=2, compare=False, erk_on=False, eig=False)
+    *_, session = stream_session(req, model)
+    run = session.runs["run"]
+    model.decodes.clear()
+    first = [pictures(run, model, k, vae=True) for k in (1, 2, 1, 3, 2, 1)]
+    assert model.decodes == [(False, 2)] * 5  # x₁, D(x₁), x₂, D(x₂), x₃ (its preview is D(x₂)): once each
+    torch.testing.assert_close(first[0][0], model.decode(run.states[1]))
+    torch.testing.assert_close(first[0][1], model.decode(run.previews[1]))
+    assert first[0][0] is first[2][0]

@@ -10,11 +10,14 @@ import numpy as np
 import pytest
 import torch
 from conftest import linear_drift_model
+from test_live import FAKE, TextLatentModel
 
+import app
 import stiffviz
 from stiffviz import ui
-from stiffviz.live import DEFAULTS, GUIDED, INPUTS, UNGUIDED, limits_for
+from stiffviz.live import DEFAULTS, GUIDED, INPUTS, UNGUIDED, available_models, limits_for, size_limits
 from stiffviz.plots import CHARTS
+from stiffviz.render import image_grid
 
 STATUS, VIEW_A, VIEW_B, GALLERY = range(4)
 CHART = {name: 4 + k for k, name in enumerate(CHARTS)}
@@ -67,13 +70,13 @@ def test_final_frame_is_the_librarys_run(default_frames):
 def test_scrub_shows_recorded_states_without_recomputing(default_frames, monkeypatch):
     session = default_frames[-1][SESSION]
     monkeypatch.setattr(stiffviz.sampler, "integrate", lambda *a, **k: pytest.fail("scrubbing must not sample"))
-    status, view_a, view_b, _ = ui.scrub(session, 2)
+    status, view_a, view_b, _, _ = ui.scrub(session, 2)
     assert "step 2 of 6" in status
     particles = view_a["value"].data[-1]
     np.testing.assert_array_equal(np.array(particles.x), session.runs[GUIDED].states[2][:, 0].numpy())
     np.testing.assert_array_equal(np.array(view_b["value"].data[-1].y), session.runs[UNGUIDED].states[2][:, 1].numpy())
     assert "step 6 of 6" in ui.scrub(session, 99)[0]  # clamped to the last step
-    assert ui.scrub(None, 3) == (ui.gr.skip(),) * 4
+    assert ui.scrub(None, 3) == (ui.gr.skip(),) * 5
 
 
 def test_redraw_switches_the_x_axis(default_frames):
@@ -126,8 +129,9 @@ def test_image_models_show_state_and_preview_grids():
     run = session.runs["run"]
     np.testing.assert_array_equal(gallery[0][0], stiffviz.render.image_grid(run.samples))
     np.testing.assert_array_equal(gallery[1][0], stiffviz.render.image_grid(run.samples))  # x0 preview at σ = 0
-    _, _, _, scrubbed = ui.scrub(session, 1)
+    _, _, _, scrubbed, kept = ui.scrub(session, 1)
     np.testing.assert_array_equal(scrubbed["value"][1][0], stiffviz.render.image_grid(run.previews[1]))
+    assert kept is session and "Latent model" not in final[STATUS]
 
 
 def test_export_writes_the_runs_files(default_frames, tmp_path):
@@ -147,13 +151,115 @@ def test_export_writes_the_runs_files(default_frames, tmp_path):
 
 
 def test_model_change_sets_classes_guidance_and_limits():
-    cls, cfg, autoguidance, steps, batch, eig, note = ui.on_model_change("digits-unet")
+    cls, cfg, autoguidance, steps, batch, eig, prompt, negative, schedule, note = ui.on_model_change("digits-unet")
     assert cls["choices"] == ["(none)", *map(str, range(10))] and cfg["interactive"] and autoguidance["interactive"]
     assert steps["maximum"] == limits_for("digits-unet").max_steps and batch["maximum"] == 64
     assert eig["value"] is False and "64 steps" in note  # no analytic Jacobian: power iteration is costly
+    assert prompt["visible"] is False and negative["visible"] is False and schedule["choices"] == ["karras", "logsnr"]
     cls, cfg, *_ = ui.on_model_change("rings")
     assert cls["interactive"] is False and cfg["interactive"] is False
+    assert ui.on_model_change("rings", "logsnr")[8]["value"] == "logsnr"  # a valid choice is kept
     assert "model" in ui.on_model_change("nonsense")[-1]
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    """The text-conditioned latent model served as FAKE (``ui._model`` hands it out)."""
+    model, real = TextLatentModel(), ui._model
+    monkeypatch.setattr(ui, "_model", lambda name: model if name == FAKE else real(name))
+    return model
+
+
+def test_model_change_shows_the_prompt_and_model_schedule_for_a_text_model(fake):
+    models = [*available_models(), FAKE]
+    cls, cfg, _, steps, batch, _, prompt, negative, schedule, note = ui.on_model_change(FAKE, "karras", models=models)
+    assert prompt["visible"] is True and negative["visible"] is True and cls["interactive"] is False
+    assert cfg["interactive"] is True and cfg["value"] == ui.TEXT_CFG
+    assert schedule["choices"] == ["karras", "logsnr", "model"] and schedule["value"] == "model"
+    limits = size_limits(FAKE, fake.parameter_count, 64)
+    assert steps["maximum"] == limits.max_steps and batch["maximum"] == limits.max_batch
+    assert f"{limits.max_steps} steps" in note
+    prompt, negative, schedule = ui.on_model_change("tree", "model", models=models)[6:9]
+    assert prompt["visible"] is False and negative["visible"] is False and schedule["value"] == "karras"
+    refused = ui.on_model_change("diffusers:/some/folder", models=models)
+    assert refused[-1].startswith("⚠️ model: must be one of") and refused[:-1] == (ui.gr.skip(),) * 9
+
+
+def test_a_prompted_latent_run_reaches_the_model_and_shows_decoded_pictures(fake):
+    models = [*available_models(), FAKE]
+    settings = dict(model=FAKE, prompt="a red fox", negative_prompt="blurry", cfg=3.0, steps=3, batch=2,
+                    schedule="model", erk_on=False, eig=False, compare=False)  # fmt: skip
+    frames = []
+    for frame in ui.run(*inputs(**settings), models=models):
+        frames.append((frame, fake.decodes[:]))
+        fake.decodes.clear()
+    session = frames[-1][0][SESSION]
+    run = session.runs[GUIDED]  # CFG on, compare off: the guided run alone
+    assert fake.prompts == [("a red fox", "blurry")]  # the prompt reached the model, encoded once
+    expected, trace = stiffviz.sample(fake, **session.request.settings)
+    torch.testing.assert_close(run.samples, expected, rtol=0, atol=0)
+    assert trace.config["prompt"] == "a red fox" and trace.config["negative_prompt"] == "blurry"
+    # Streaming: the cheap projection of x_k and D(x_k); the end: the VAE (pictures ×2 the latent size).
+    # The x0 preview while streaming is the newest estimate D(x_{k−1}; σ_{k−1}).
+    assert [decodes for _, decodes in frames] == [[(True, 2)] * 2] * 3 + [[(False, 2)] * 2]
+    for (frame, _), k in zip(frames, (1, 2, 3, 3)):
+        (state, _), (preview, caption) = frame[GALLERY]["value"]
+        fast = frame is not frames[-1][0]
+        np.testing.assert_array_equal(state, image_grid(fake.decode(run.states[k], fast=fast)))
+        np.testing.assert_array_equal(preview, image_grid(fake.decode(run.previews[k - 1], fast=fast)))
+        assert f"σ = {run.sigma(k - 1):.3g}" in caption
+        assert "Latent model" in frame[STATUS] and "4×4×4" in frame[STATUS]
+    scrubbed, decodes = [], []
+    for k in (1, 2, 1, 2, 3):  # scrubbing back and forth decodes each picture once, with the VAE
+        fake.decodes.clear()
+        status, _, _, gallery, kept = ui.scrub(session, k)
+        decodes += fake.decodes
+        scrubbed.append(gallery["value"][0][0])
+        assert f"step {k} of 3" in status and "Latent model" in status and kept is session
+    assert decodes == [(False, 2)] * 3  # x₁, D(x₁), x₂: x₃ and D(x₂) were decoded at the run's end
+    for picture, k in zip(scrubbed, (1, 2, 1, 2, 3)):
+        np.testing.assert_array_equal(picture, image_grid(fake.decode(run.states[k])))
+
+
+def test_a_prompt_for_a_model_without_text_is_refused():
+    frames = list(ui.run(*inputs(prompt="a cat")))
+    assert len(frames) == 1 and "prompt: the model tree is not text-conditioned" in frames[0][STATUS]
+    frames = list(ui.run(*inputs(prompt="a" * 501)))
+    assert "prompt: must be text of at most 500 characters" in frames[0][STATUS]
+
+
+def test_app_serves_its_models_loaded_once_at_start(monkeypatch, capsys):
+    loads, built = [], []
+    monkeypatch.setattr(ui, "load_model", lambda name, device=None: loads.append(name) or TextLatentModel())
+    monkeypatch.setattr(app, "queued", lambda blocks: built.append(blocks) or blocks)
+    monkeypatch.setattr(ui.gr.Blocks, "launch", lambda self, **kwargs: None)
+    ui._model.cache_clear()
+    try:
+        assert app.main(["--model", FAKE, "--model", "tree"]) == 0
+        assert loads == [FAKE]  # the built-in is already on the list; the server's model is loaded at start-up
+        (dropdown,) = [b for b in built[0].blocks.values() if getattr(b, "elem_id", None) == "model"]
+        assert [value for _, value in dropdown.choices] == [*available_models(), FAKE]
+        list(ui.run(*inputs(model=FAKE, prompt="owl", batch=2, steps=2, eig=False), models=available_models(FAKE)))
+        ui.on_model_change(FAKE, models=available_models(FAKE))
+        assert loads == [FAKE]  # requests reuse it
+    finally:
+        ui._model.cache_clear()
+
+
+def test_app_stops_with_the_message_when_a_model_fails_to_load(monkeypatch, capsys):
+    monkeypatch.setattr(ui.gr.Blocks, "launch", lambda self, **kwargs: pytest.fail("must not serve"))
+    assert app.main(["--model", "not-a-model"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: model: must be one of tree") and "Traceback" not in err
+
+
+def test_app_reads_specs_from_the_command_line_or_the_environment(capsys):
+    env = {"STIFFVIZ_MODELS": "diffusers:/srv/a, moons\ndiffusers:org/model,,", "STIFFVIZ_DIFFUSERS": "/srv/old"}
+    assert app.server_models([], [], env) == ["diffusers:/srv/a", "moons", "diffusers:org/model", "diffusers:/srv/old"]
+    assert "deprecated" in capsys.readouterr().err
+    assert app.server_models(["diffusers:/x"], [], env) == ["diffusers:/x"]  # the command line wins
+    assert app.server_models([], ["/y"], {}) == ["diffusers:/y"] and "--model diffusers:PATH" in capsys.readouterr().err
+    assert app.server_models([], [], {}) == []
 
 
 def test_gpu_wrapper_is_the_identity_without_spaces_and_zerogpu_with_it(monkeypatch):
