@@ -1,4 +1,4 @@
-"""Tests for the trace record and its JSON (``stiffviz.trace/1``) and CSV forms (DESIGN.md)."""
+"""Tests for the trace record and its JSON (``stiffviz.trace/1``) and CSV forms."""
 
 from __future__ import annotations
 
