@@ -273,3 +273,32 @@ def test_gpu_wrapper_is_the_identity_without_spaces_and_zerogpu_with_it(monkeypa
     spaces.GPU = lambda fn: wrapped.append(fn) or "on ZeroGPU"
     monkeypatch.setitem(sys.modules, "spaces", spaces)
     assert ui._gpu(handler) == "on ZeroGPU" and wrapped == [handler]
+
+
+def test_app_runs_a_served_diffusers_text_latent_model_like_the_library(tmp_path, monkeypatch):
+    """``app.py --model diffusers:FOLDER`` with a tiny Stable-Diffusion-like folder (random weights)."""
+    from diffusers_fixtures import build_tiny
+
+    spec = "diffusers:" + build_tiny("latent-text", tmp_path / "tiny-sd")
+    built = []
+    monkeypatch.setattr(app, "queued", lambda blocks: built.append(blocks) or blocks)
+    monkeypatch.setattr(ui.gr.Blocks, "launch", lambda self, **kwargs: None)
+    try:
+        assert app.main(["--model", spec]) == 0
+        (dropdown,) = [b for b in built[0].blocks.values() if getattr(b, "elem_id", None) == "model"]
+        assert [value for _, value in dropdown.choices][-1] == spec
+        prompt, _, schedule = ui.on_model_change(spec, models=available_models(spec))[6:9]
+        assert prompt["visible"] and schedule["value"] == "model"
+        same = dict(prompt="a red fox", negative_prompt="blurry", cfg=3.0, steps=3, batch=2, schedule="model")
+        final = list(ui.run(*inputs(model=spec, erk_on=False, eig=False, compare=False, **same),
+                            models=available_models(spec)))[-1]  # fmt: skip
+        run = final[SESSION].runs[GUIDED]
+        model = stiffviz.load_model(spec)
+        expected, trace = stiffviz.sample(model, solver=DEFAULTS["solver"], seed=DEFAULTS["seed"], **same)
+        torch.testing.assert_close(run.samples, expected)
+        np.testing.assert_allclose(run.trace.sigmas, trace.sigmas, rtol=0, atol=0)
+        state, preview = final[GALLERY]["value"]
+        np.testing.assert_array_equal(state[0], image_grid(model.decode(run.samples)))  # the VAE's RGB picture
+        assert not np.array_equal(state[0], image_grid(run.samples)) and "Latent model" in final[STATUS]
+    finally:
+        ui._model.cache_clear()
