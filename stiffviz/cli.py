@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rho", type=float, default=DEFAULTS.rho, help="Karras schedule exponent ρ")
     p.add_argument("--class", dest="cls", default=None, help="class name or index for conditional models (tree: A or B)")
     p.add_argument("--prompt", default=None, help="text prompt for text-conditioned models (diffusers text-to-image)")
-    p.add_argument("--negative-prompt", default=None, help="what CFG guides away from (text models; default: the empty prompt)")
+    p.add_argument("--negative-prompt", default=None, help="what CFG guides away from (text models; default: empty)")
     p.add_argument("--cfg", type=float, default=1.0, help="classifier-free guidance weight w (1 = none; a class or prompt)")
     p.add_argument("--autoguidance", type=float, default=1.0, help="Autoguidance weight w against the weaker model (1 = none)")
     p.add_argument("--erk-guid", type=float, default=None, metavar="W_STIFF", help="turn ERK-Guid on with this w_stiff")

@@ -22,6 +22,7 @@ from typing import Any, Iterator
 import gradio as gr
 import torch
 
+from .config import MODEL_SCHEDULE
 from .errors import ParameterError
 from .live import (
     DEFAULTS, INPUT_RANGES, INPUTS, MAX_PROMPT, NO_CLASS, ModelLimits, RunRecord, Session, available_models,
@@ -91,8 +92,9 @@ def _views(session: Session, model, k: int | None, finished: dict | None = None)
             i = len(run.states) - 1
             sigma = run.sigma(i)
             state, preview = pictures(run, model, i, vae=k is not None or run.done)
+            estimate = run.sigma(run.preview_index(i))
             gallery += [(image_grid(state), f"{run.label} · x at step {i} (σ = {sigma:.3g})"),
-                        (image_grid(preview), f"{run.label} · x0 preview D(x; σ = {run.sigma(run.preview_index(i)):.3g})")]  # fmt: skip
+                        (image_grid(preview), f"{run.label} · x0 preview D(x; σ = {estimate:.3g})")]  # fmt: skip
         return gr.update(visible=False), gr.update(visible=False), gr.update(value=gallery, visible=True)
     finished = {} if finished is None else finished
     figures = [finished[run.label] if run.label in finished else _particles(run, model) for run in runs]
@@ -188,7 +190,7 @@ def export(session: Session | None) -> Any:
 
 def on_model_change(name: str, schedule: str = DEFAULTS["schedule"], models: list[str] | None = None) -> tuple:
     """Model dropdown: its classes, whether CFG and Autoguidance apply, its step and batch limits,
-    the prompt boxes (text-conditioned models only) and its schedules ("model" first where it has one).
+    the prompt boxes (text-conditioned models only) and its schedules (its own grid, "model", chosen where it has one).
 
     Only the server's names are accepted (``models``; the page cannot name a path or a Hub id).
     """
@@ -212,7 +214,7 @@ def on_model_change(name: str, schedule: str = DEFAULTS["schedule"], models: lis
         gr.update(value=hasattr(model, "denoiser_jacobian")),  # exact eigenpairs are cheap; power iteration is not
         gr.update(visible=text, value=""),
         gr.update(visible=text, value=""),
-        gr.update(choices=schedules, value="model" if "model" in schedules else
+        gr.update(choices=schedules, value=MODEL_SCHEDULE if MODEL_SCHEDULE in schedules else
                   schedule if schedule in schedules else DEFAULTS["schedule"]),  # fmt: skip
         f"Limits for **{name}**: at most {limits.max_steps} steps and a batch of {limits.max_batch}.",
     )
