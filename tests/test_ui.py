@@ -246,11 +246,14 @@ def test_app_serves_its_models_loaded_once_at_start(monkeypatch, capsys):
         ui._model.cache_clear()
 
 
-def test_app_stops_with_the_message_when_a_model_fails_to_load(monkeypatch, capsys):
+def test_app_stops_with_the_message_when_a_model_fails_to_load(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(ui.gr.Blocks, "launch", lambda self, **kwargs: pytest.fail("must not serve"))
     assert app.main(["--model", "not-a-model"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: model: must be one of tree") and "Traceback" not in err
+    monkeypatch.setenv("STIFFVIZ_MODELS", f"diffusers:{tmp_path / 'missing'}")
+    assert app.main([]) == 2
+    assert capsys.readouterr().err.startswith("error: model: diffusers:SPEC must be a local folder or a Hub id")
 
 
 def test_app_reads_specs_from_the_command_line_or_the_environment(capsys):
