@@ -165,7 +165,10 @@ def load_diffusers(spec: str, device: str | torch.device | None = None, dtype: t
                                       f"{', '.join(NETWORKS)} or a transformer called with {', '.join(JOINT_KEYWORDS)}")  # fmt: skip
 
     module = source.pretrained(network_cls, network_dir, "torch_dtype", dtype, source.weights(network_dir))
-    network = Network(module.to(device).eval().requires_grad_(False), name)
+    wrong = any(p.dtype != dtype for p in module.parameters() if p.is_floating_point())
+    if wrong and not getattr(module, "_keep_in_fp32_modules", None):  # SD3 comes back float32 whatever torch_dtype says
+        module = module.to(dtype)
+    network = Network(module.to(device).eval().requires_grad_(False), name, dtype)
     scheduler = _diffusers_class(diffusers, scheduler_name, "scheduler", spec).from_config(scheduler_config)
     family = scheduler_family(scheduler, name, (network.shape[1] // network.patch_size) * (network.shape[2] // network.patch_size))
 

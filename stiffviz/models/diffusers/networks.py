@@ -52,13 +52,12 @@ class Network:
 
     ``shape`` (C, H, W) from the config (``in_channels``, ``sample_size``), ``classes``,
     ``text_conditioned`` (takes ``encoder_hidden_states``), ``pooled`` (also ``pooled_projections``),
-    ``patch_size`` (1 for UNets), ``parameter_count``, ``dtype``.
+    ``patch_size`` (1 for UNets), ``parameter_count``, ``dtype`` (the weights' dtype, its inputs' dtype).
     """
 
-    def __init__(self, module, name: str):
-        self.module, self.kind = module, type(module).__name__
+    def __init__(self, module, name: str, dtype: torch.dtype):
+        self.module, self.kind, self.dtype = module, type(module).__name__, dtype
         config = module.config
-        self.dtype = next(module.parameters()).dtype
         self.parameter_count = sum(p.numel() for p in module.parameters())
         height, width = _spatial(config.get("sample_size"), name)
         self.shape = (int(config.in_channels), height, width)
