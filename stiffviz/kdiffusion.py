@@ -73,10 +73,7 @@ def sample_euler(model: Callable[..., torch.Tensor], x: torch.Tensor, sigmas: to
                  lte_ref: bool = False, lipschitz: bool = False, stein: SteinDiff | None = None, seed: int = 0,
                  trace: list | None = None, return_trace: bool = False) -> Result:  # fmt: skip
     """k-diffusion's ``sample_euler`` (s_churn = 0): x_{i+1} = x_i + h f(x_i; σ_i), stiffviz's ``euler``."""
-    _refuse_churn(s_churn)
-    return _run("euler", "sample_euler", model, x, sigmas, extra_args, callback, disable, erk_guid=erk_guid,
-                erk_con=erk_con, diagnostics=diagnostics, eig=eig, lte_ref=lte_ref, lipschitz=lipschitz, stein=stein,
-                seed=seed, trace=trace, return_trace=return_trace)  # fmt: skip
+    return _run("euler", "sample_euler", **locals())
 
 
 def sample_heun(model: Callable[..., torch.Tensor], x: torch.Tensor, sigmas: torch.Tensor, extra_args: dict | None = None,
@@ -86,10 +83,7 @@ def sample_heun(model: Callable[..., torch.Tensor], x: torch.Tensor, sigmas: tor
                 lte_ref: bool = False, lipschitz: bool = False, stein: SteinDiff | None = None, seed: int = 0,
                 trace: list | None = None, return_trace: bool = False) -> Result:  # fmt: skip
     """k-diffusion's ``sample_heun`` (s_churn = 0): EDM Heun, Euler to σ = 0; stiffviz's ``heun``."""
-    _refuse_churn(s_churn)
-    return _run("heun", "sample_heun", model, x, sigmas, extra_args, callback, disable, erk_guid=erk_guid,
-                erk_con=erk_con, diagnostics=diagnostics, eig=eig, lte_ref=lte_ref, lipschitz=lipschitz, stein=stein,
-                seed=seed, trace=trace, return_trace=return_trace)  # fmt: skip
+    return _run("heun", "sample_heun", **locals())
 
 
 def sample_dpm_2(model: Callable[..., torch.Tensor], x: torch.Tensor, sigmas: torch.Tensor, extra_args: dict | None = None,
@@ -99,10 +93,7 @@ def sample_dpm_2(model: Callable[..., torch.Tensor], x: torch.Tensor, sigmas: to
                  lte_ref: bool = False, lipschitz: bool = False, stein: SteinDiff | None = None, seed: int = 0,
                  trace: list | None = None, return_trace: bool = False) -> Result:  # fmt: skip
     """k-diffusion's ``sample_dpm_2`` (s_churn = 0): DPM-Solver-2 with σ_mid = √(σ_i σ_{i+1}); stiffviz's ``dpm2``."""
-    _refuse_churn(s_churn)
-    return _run("dpm2", "sample_dpm_2", model, x, sigmas, extra_args, callback, disable, erk_guid=erk_guid,
-                erk_con=erk_con, diagnostics=diagnostics, eig=eig, lte_ref=lte_ref, lipschitz=lipschitz, stein=stein,
-                seed=seed, trace=trace, return_trace=return_trace)  # fmt: skip
+    return _run("dpm2", "sample_dpm_2", **locals())
 
 
 def sample_dpmpp_2m(model: Callable[..., torch.Tensor], x: torch.Tensor, sigmas: torch.Tensor, extra_args: dict | None = None,
@@ -111,9 +102,7 @@ def sample_dpmpp_2m(model: Callable[..., torch.Tensor], x: torch.Tensor, sigmas:
                     lte_ref: bool = False, lipschitz: bool = False, stein: SteinDiff | None = None, seed: int = 0,
                     trace: list | None = None, return_trace: bool = False) -> Result:  # fmt: skip
     """k-diffusion's ``sample_dpmpp_2m``: DPM-Solver++(2M), first order on step 0; stiffviz's ``dpmpp2m``."""
-    return _run("dpmpp2m", "sample_dpmpp_2m", model, x, sigmas, extra_args, callback, disable, erk_guid=erk_guid,
-                erk_con=erk_con, diagnostics=diagnostics, eig=eig, lte_ref=lte_ref, lipschitz=lipschitz, stein=stein,
-                seed=seed, trace=trace, return_trace=return_trace)  # fmt: skip
+    return _run("dpmpp2m", "sample_dpmpp_2m", **locals())
 
 
 def _refuse_churn(s_churn: float) -> None:
@@ -163,11 +152,16 @@ def _name(model) -> str:
     return str(getattr(model, "name", None) or getattr(model, "__name__", None) or type(model).__name__)
 
 
-def _run(solver: str, sampler: str, model: Callable[..., torch.Tensor], x: torch.Tensor, sigmas, extra_args: dict | None,
-         callback: Callback | None, disable: bool | None, *, erk_guid: float | None, erk_con: float,
-         diagnostics: bool | DiagnosticOptions, eig: bool, lte_ref: bool, lipschitz: bool, stein: SteinDiff | None,
-         seed: int, trace: list | None, return_trace: bool) -> Result:  # fmt: skip
-    """Integrate with stiffviz's ``solver``, adapting k-diffusion's model, callback and progress bar."""
+def _run(solver: str, sampler: str, *, model: Callable[..., torch.Tensor], x: torch.Tensor, sigmas,
+         extra_args: dict | None, callback: Callback | None, disable: bool | None, erk_guid: float | None,
+         erk_con: float, diagnostics: bool | DiagnosticOptions, eig: bool, lte_ref: bool, lipschitz: bool,
+         stein: SteinDiff | None, seed: int, trace: list | None, return_trace: bool, s_churn: float = 0.0,
+         **churn_settings) -> Result:  # fmt: skip
+    """Integrate with stiffviz's ``solver``, adapting k-diffusion's model, callback and progress bar.
+
+    Takes the drop-in's arguments by name; ``churn_settings`` (s_tmin, s_tmax, s_noise) act only with churn.
+    """
+    _refuse_churn(s_churn)
     grid = _check(x, sigmas, stein, trace, seed)
     erk = ErkGuid(erk_guid, erk_con) if erk_guid is not None else None
     options = _options(diagnostics, eig, lte_ref, lipschitz)
