@@ -18,7 +18,8 @@ opens it. Kinds:
 ``scheduler`` replaces the default scheduler (any diffusers scheduler instance),
 ``scheduler_config`` overrides fields of the default one, ``network`` overrides network config
 fields (e.g. ``{"num_class_embeds": 3}``). ``tiny_tokenizer(path)`` writes vocab.json/merges.txt
-and returns the CLIPTokenizer read from them.
+and returns the CLIPTokenizer read from them. ``one_thread`` is an autouse fixture for the test
+modules that import it (tiny networks run fastest on one thread).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import json
 import string
 from pathlib import Path
 
+import pytest
 import torch
 from diffusers import (AutoencoderKL, DDIMScheduler, DDPMScheduler, EDMEulerScheduler, EulerDiscreteScheduler,
                        FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel, UNet2DConditionModel, UNet2DModel)  # fmt: skip
@@ -41,6 +43,15 @@ PIXEL_SCHEDULERS = {
     "flow-unet": lambda **c: FlowMatchEulerDiscreteScheduler(**{"shift": 3.0} | c),
 }
 TOKEN_MAX_LENGTH = 8
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The tiny UNet's convolutions gain nothing from threads and stall badly on a busy CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def tiny_unet(seed: int = 0, **config) -> UNet2DModel:
@@ -130,13 +141,14 @@ def build_tiny(kind: str, path: str | Path, scheduler=None, network: dict | None
             torch.manual_seed(2 + i)
             CLIPTextModelWithProjection(tiny_text_config()).save_pretrained(path / f"text_encoder{suffix}", safe_serialization=True)
             tiny_tokenizer(path / f"tokenizer_source{suffix}").save_pretrained(path / f"tokenizer{suffix}")
-        parts = {"transformer": ("diffusers", "SD3Transformer2DModel"), "text_encoder": ("transformers", "CLIPTextModelWithProjection"),
-                 "tokenizer": ("transformers", "CLIPTokenizer"), "text_encoder_2": ("transformers", "CLIPTextModelWithProjection"),
-                 "tokenizer_2": ("transformers", "CLIPTokenizer")}  # fmt: skip
+        clip = ("transformers", "CLIPTextModelWithProjection")
+        parts = {"transformer": ("diffusers", "SD3Transformer2DModel"), "text_encoder": clip, "text_encoder_2": clip,
+                 "tokenizer": ("transformers", "CLIPTokenizer"), "tokenizer_2": ("transformers", "CLIPTokenizer")}  # fmt: skip
         pipeline, vae = "StableDiffusion3Pipeline", tiny_vae(scaling_factor=1.5, shift_factor=0.1)
     else:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
     vae.save_pretrained(path / "vae", safe_serialization=True)
-    (scheduler or default).save_pretrained(path / "scheduler")
-    _model_index(path, pipeline, parts | {"vae": ("diffusers", "AutoencoderKL"), "scheduler": ("diffusers", type(scheduler or default).__name__)})
+    scheduler = scheduler or default
+    scheduler.save_pretrained(path / "scheduler")
+    _model_index(path, pipeline, parts | {"vae": ("diffusers", "AutoencoderKL"), "scheduler": ("diffusers", type(scheduler).__name__)})
     return str(path)

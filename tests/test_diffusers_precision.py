@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from diffusers_fixtures import KINDS, build_tiny
+from diffusers_fixtures import KINDS, build_tiny, one_thread  # noqa: F401 (one_thread: autouse)
 from torch.autograd import forward_ad
 
 import stiffviz
@@ -22,14 +22,6 @@ from stiffviz.models.diffusers.networks import differentiated
 REDUCED = (torch.bfloat16, torch.float16)
 PIXEL_KINDS = ("ddim", "euler", "edm", "flow-unet")
 PROMPT = "the red cat"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -15,21 +15,13 @@ import shutil
 import pytest
 import torch
 from diffusers import AutoencoderKL, StableDiffusion3Pipeline, StableDiffusionPipeline
-from diffusers_fixtures import build_tiny
+from diffusers_fixtures import build_tiny, one_thread  # noqa: F401 (one_thread: autouse)
 
 import stiffviz
 from stiffviz.errors import ParameterError
 from stiffviz.models.diffusers import load_diffusers
 
 PROMPT, NEGATIVE, CFG = "the red cat", "a dog", 3.0
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

@@ -22,7 +22,7 @@ import torch
 from ...errors import ParameterError
 
 CHUNK = 8
-FIT_SAMPLES = 4
+FIT_SAMPLES = 2
 FIT_SIZE = 32
 FIT_SEED = 0
 

@@ -202,7 +202,8 @@ def _load_text(source: Source, network, device, dtype, name: str):
         try:
             import transformers
         except ImportError as error:
-            raise ParameterError("model", f"{name}: its text encoders need the transformers package: pip install transformers") from error
+            message = f"{name}: its text encoders need the transformers package: pip install transformers"
+            raise ParameterError("model", message) from error
         for part in present:
             if part.startswith("tokenizer"):
                 components[part] = source.pretrained(transformers.AutoTokenizer, part, None, None)

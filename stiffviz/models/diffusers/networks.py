@@ -75,7 +75,8 @@ class Network:
             classes = config.get("num_class_embeds")
             self.classes = tuple(str(i) for i in range(classes)) if classes else None
         elif self.kind == "UNet2DConditionModel":
-            for option in ("addition_embed_type", "class_embed_type", "num_class_embeds", "time_cond_proj_dim", "encoder_hid_dim_type"):
+            extra = ("addition_embed_type", "class_embed_type", "num_class_embeds", "time_cond_proj_dim", "encoder_hid_dim_type")
+            for option in extra:
                 if config.get(option) is not None:
                     raise ParameterError("model", f"{name}: a UNet2DConditionModel with {option}={config[option]!r} needs "
                                                   "extra conditioning that is not supported (text only)")  # fmt: skip
@@ -83,8 +84,8 @@ class Network:
         elif joint_transformer(type(module)):
             self.text_conditioned = self.pooled = True
         else:
-            raise ParameterError("model", f"{name}: the network class {self.kind} is not supported; supported: "
-                                          f"{', '.join(SUPPORTED)} or a transformer called with {', '.join(JOINT_KEYWORDS)}")  # fmt: skip
+            raise ParameterError("model", f"{name}: the network class {self.kind} is not supported; supported: {', '.join(SUPPORTED)} "
+                                          f"or a transformer called with {', '.join(JOINT_KEYWORDS)}")  # fmt: skip
 
     def __call__(self, x_in: torch.Tensor, timestep: torch.Tensor, labels: torch.Tensor | None = None,
                  embeds: torch.Tensor | None = None, pooled: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip

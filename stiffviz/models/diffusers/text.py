@@ -62,8 +62,9 @@ class TextEncoder:
             raise ParameterError("prompt", f"must be a string, got {type(prompt).__name__}")
         with torch.no_grad():
             if self.pooled:
-                embeds, _, pooled, _ = self.pipeline.encode_prompt(prompt=prompt, prompt_2=None, prompt_3=None, device=self.device,
-                                                                   num_images_per_prompt=1, do_classifier_free_guidance=False)  # fmt: skip
+                embeds, _, pooled, _ = self.pipeline.encode_prompt(prompt=prompt, prompt_2=None, prompt_3=None,
+                                                                   device=self.device, num_images_per_prompt=1,
+                                                                   do_classifier_free_guidance=False)  # fmt: skip
                 return TextCondition(embeds, pooled)
             embeds, _ = self.pipeline.encode_prompt(prompt, self.device, 1, False)
         return TextCondition(embeds)
@@ -83,7 +84,8 @@ class TextEncoder:
         pooled_name = what.replace("prompt_embeds", "pooled_prompt_embeds")
         if self.pooled:
             if not isinstance(pooled, torch.Tensor) or pooled.ndim != 2:
-                raise ParameterError(pooled_name, f"is needed with {what} for {self.name}: a tensor (batch, dim), got {_describe(pooled)}")
+                raise ParameterError(pooled_name, f"is needed with {what} for {self.name}: a tensor (batch, dim), "
+                                                  f"got {_describe(pooled)}")  # fmt: skip
         elif pooled is not None:
             raise ParameterError(pooled_name, f"{self.name} takes no pooled embeddings")
         return TextCondition(embeds.to(self.device), pooled.to(self.device) if pooled is not None else None)
