@@ -168,7 +168,7 @@ def _run(solver: str, sampler: str, *, model: Callable[..., torch.Tensor], x: to
     denoise = CallableDenoiser(model, tuple(x.shape[1:]), extra_args=extra_args)
     config = {"sampler": f"stiffviz.kdiffusion.{sampler}", "model": _name(model),
               "solver": solver, "steps": len(grid) - 1, "batch": x.shape[0], "shape": list(x.shape[1:]), "seed": seed,
-              "schedule": "custom", "dtype": str(x.dtype).removeprefix("torch."), "device": str(x.device),
+              "schedule": "custom", "path": "edm", "dtype": str(x.dtype).removeprefix("torch."), "device": str(x.device),
               "erk_guid": erk_guid, "erk_con": erk_con, "stein": stein is not None,
               "stein_settings": None if stein is None else asdict(stein), **asdict(options)}  # fmt: skip
     bar = _progress_bar(len(grid) - 1, disable)
@@ -185,7 +185,8 @@ def _run(solver: str, sampler: str, *, model: Callable[..., torch.Tensor], x: to
 
     try:
         with torch.no_grad():
-            out, run = integrate(denoise, grid, x, get_solver(solver), erk, options, on_step, config, stein, seed)
+            out, run = integrate(denoise, grid, x, get_solver(solver), erk=erk, diagnostics=options, on_step=on_step,
+                                 config=config, stein=stein, seed=seed)  # fmt: skip
     finally:
         if bar is not None:
             bar.close()

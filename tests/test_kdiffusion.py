@@ -27,6 +27,15 @@ from stiffviz.diagnostics.ground_truth import DiagnosticOptions
 SAMPLERS = {"sample_euler": "euler", "sample_heun": "heun", "sample_dpm_2": "dpm2", "sample_dpmpp_2m": "dpmpp2m"}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Small models gain nothing from threads and stall badly on a busy CPU (CI has 2 cores)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _append_dims(x: torch.Tensor, target_dims: int) -> torch.Tensor:
     """x with trailing singleton dimensions up to ``target_dims`` (what sampling.py needs of utils)."""
     if target_dims < x.ndim:
@@ -48,21 +57,20 @@ def kd() -> types.SimpleNamespace:
     spec = importlib.util.find_spec("k_diffusion")
     assert spec is not None, "k-diffusion is not installed: python -m pip install --no-deps k-diffusion==0.1.1.post1"
     root = Path(next(iter(spec.submodule_search_locations)))
-    names = ["k_diffusion", "k_diffusion.utils", "k_diffusion.sampling", "k_diffusion.external",
-             "torchsde", "torchdiffeq", "scipy", "scipy.integrate"]  # fmt: skip
-    saved = {name: sys.modules.get(name) for name in names}
+    names = ["k_diffusion", "k_diffusion.utils", "k_diffusion.sampling", "k_diffusion.external"]
     package = types.ModuleType("k_diffusion")
     package.__path__ = [str(root)]
     utils = types.ModuleType("k_diffusion.utils")
     utils.append_dims = _append_dims
     package.utils = utils
-    sys.modules.update({"k_diffusion": package, "k_diffusion.utils": utils})
+    stubs = {}
     for missing, attribute in (("torchsde", None), ("torchdiffeq", "odeint"), ("scipy", "integrate")):
         if importlib.util.find_spec(missing) is None:
-            stub = types.ModuleType(missing)
+            stubs[missing] = types.ModuleType(missing)
             if attribute:
-                setattr(stub, attribute, None)
-            sys.modules[missing] = stub
+                setattr(stubs[missing], attribute, None)
+    saved = {name: sys.modules.get(name) for name in names + list(stubs)}  # restored afterwards; real imports stay
+    sys.modules.update({"k_diffusion": package, "k_diffusion.utils": utils, **stubs})
     try:
         package.sampling = _load_by_path("k_diffusion.sampling", root / "sampling.py")
         package.external = _load_by_path("k_diffusion.external", root / "external.py")
