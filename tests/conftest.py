@@ -21,3 +21,13 @@ def linear_drift_model(matrix: torch.Tensor) -> CallableDenoiser:
 @pytest.fixture
 def float64_generator() -> torch.Generator:
     return torch.Generator().manual_seed(1234)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module: small models gain nothing from threads, and on a busy
+    2-core machine (CI) several threads per process stall each other badly."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

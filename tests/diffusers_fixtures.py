@@ -18,8 +18,7 @@ opens it. Kinds:
 ``scheduler`` replaces the default scheduler (any diffusers scheduler instance),
 ``scheduler_config`` overrides fields of the default one, ``network`` overrides network config
 fields (e.g. ``{"num_class_embeds": 3}``). ``tiny_tokenizer(path)`` writes vocab.json/merges.txt
-and returns the CLIPTokenizer read from them. ``one_thread`` is an autouse fixture for the test
-modules that import it (tiny networks run fastest on one thread).
+and returns the CLIPTokenizer read from them.
 """
 
 from __future__ import annotations
@@ -45,13 +44,6 @@ PIXEL_SCHEDULERS = {
 TOKEN_MAX_LENGTH = 8
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The tiny UNet's convolutions gain nothing from threads and stall badly on a busy CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny_unet(seed: int = 0, **config) -> UNet2DModel:

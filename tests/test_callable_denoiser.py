@@ -19,14 +19,7 @@ from stiffviz.solvers import SOLVERS
 VARIANCE = torch.tensor([0.01, 0.5, 2.0, 8.0], dtype=torch.float64).view(1, 2, 2)  # s_k², shape (C, H, W)
 SHAPE = (1, 2, 2)
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small models gain nothing from threads and stall badly on a busy CPU (CI has 2 cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def gaussian_denoiser(x: torch.Tensor, sigma: torch.Tensor, *, variance: torch.Tensor) -> torch.Tensor:

@@ -22,7 +22,7 @@ from stiffviz.errors import ParameterError
 from stiffviz.models.diffusers import load_diffusers
 from stiffviz.models.diffusers.schedulers import SUPPORTED
 
-from diffusers_fixtures import build_tiny, one_thread, tiny_unet  # noqa: F401 (one_thread: autouse)
+from diffusers_fixtures import build_tiny, tiny_unet
 
 # (fixture kind, scheduler config overrides, how the reference loop runs)
 CASES = {
@@ -43,6 +43,8 @@ CASES = {
     "flow-shift": ("flow-unet", {"shift": 3.0}, "flow"),
     "flow-dynamic": ("flow-unet", {"use_dynamic_shifting": True, "base_image_seq_len": 16, "max_image_seq_len": 256}, "flow"),
 }
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="session")

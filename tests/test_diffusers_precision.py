@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from diffusers_fixtures import KINDS, build_tiny, one_thread  # noqa: F401 (one_thread: autouse)
+from diffusers_fixtures import KINDS, build_tiny
 from torch.autograd import forward_ad
 
 import stiffviz
@@ -22,6 +22,8 @@ from stiffviz.models.diffusers.networks import differentiated
 REDUCED = (torch.bfloat16, torch.float16)
 PIXEL_KINDS = ("ddim", "euler", "edm", "flow-unet")
 PROMPT = "the red cat"
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="session")

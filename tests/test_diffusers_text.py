@@ -15,13 +15,15 @@ import shutil
 import pytest
 import torch
 from diffusers import AutoencoderKL, StableDiffusion3Pipeline, StableDiffusionPipeline
-from diffusers_fixtures import build_tiny, one_thread  # noqa: F401 (one_thread: autouse)
+from diffusers_fixtures import build_tiny
 
 import stiffviz
 from stiffviz.errors import ParameterError
 from stiffviz.models.diffusers import load_diffusers
 
 PROMPT, NEGATIVE, CFG = "the red cat", "a dog", 3.0
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="session")

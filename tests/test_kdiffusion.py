@@ -26,14 +26,7 @@ from stiffviz.diagnostics.ground_truth import DiagnosticOptions
 
 SAMPLERS = {"sample_euler": "euler", "sample_heun": "heun", "sample_dpm_2": "dpm2", "sample_dpmpp_2m": "dpmpp2m"}
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small models gain nothing from threads and stall badly on a busy CPU (CI has 2 cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _append_dims(x: torch.Tensor, target_dims: int) -> torch.Tensor:

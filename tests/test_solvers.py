@@ -163,3 +163,16 @@ def test_nfe_counts(solver, steps, nfe):
     _, trace = sample("moons", solver=solver, steps=steps, batch=4)
     assert trace.summary["nfe"] == nfe == nfe_for(solver, steps)
     assert [s["nfe"] for s in trace.steps] == sorted(s["nfe"] for s in trace.steps)
+
+
+@pytest.mark.parametrize("c", [0.125, 0.5, 0.6180339887, 0.99])
+def test_midpoint_closed_form_boundary_equals_the_scanned_one(c):
+    """DPM-Solver-2's per-step tableau states 1/c; the generic scan of |R(−x)| ≤ 1 must agree."""
+    from dataclasses import replace
+
+    from stiffviz.solvers.tableau import midpoint_tableau
+
+    closed = midpoint_tableau(c)
+    scanned = replace(closed, known_boundary=None)
+    assert closed.stability_boundary == pytest.approx(1 / c)
+    assert scanned.stability_boundary == pytest.approx(1 / c, abs=1e-6)

@@ -1,4 +1,4 @@
-"""Model names → denoisers: ``load_model`` and ``list_models`` (DESIGN.md contracts)."""
+"""Model names → denoisers: ``load_model`` and ``list_models``."""
 
 from __future__ import annotations
 

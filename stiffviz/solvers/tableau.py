@@ -25,6 +25,7 @@ class Tableau:
     b: tuple[float, ...]
     b_low: tuple[float, ...] | None = None
     order: int = 1
+    known_boundary: float | None = None  # a closed form, where there is one (skips the scan)
 
     @property
     def stages(self) -> int:
@@ -51,7 +52,10 @@ class Tableau:
 
     @cached_property
     def stability_boundary(self) -> float:
-        """Largest r with |R(−x)| ≤ 1 on [0, r], by a fine scan refined by bisection."""
+        """Largest r with |R(−x)| ≤ 1 on [0, r]: ``known_boundary`` when given, else by a fine
+        scan refined by bisection."""
+        if self.known_boundary is not None:
+            return self.known_boundary
         grid = np.linspace(0.0, 10.0, 20001)[1:]
         bad = np.abs(self.stability_function(-grid)) > 1.0 + 1e-12
         if not bad.any():
@@ -86,6 +90,8 @@ RK4 = Tableau(
 def midpoint_tableau(c: float) -> Tableau:
     """Two-stage method evaluating at σ + c·h and stepping with that slope, paired with Euler.
 
-    R(z) = 1 + z + c z²; for c ≥ 1/8 the real boundary is 1/c.
+    R(z) = 1 + z + c z²; for c ≥ 1/8 the real boundary is 1/c (R(−1/c) = 1, and |R| ≤ 1 between),
+    given in closed form because DPM-Solver-2 builds one tableau per step.
     """
-    return Tableau("dpm2", (0.0, c), ((0.0, 0.0), (c, 0.0)), (0.0, 1.0), (1.0, 0.0), order=2)
+    boundary = 1.0 / c if c >= 0.125 else None
+    return Tableau("dpm2", (0.0, c), ((0.0, 0.0), (c, 0.0)), (0.0, 1.0), (1.0, 0.0), order=2, known_boundary=boundary)
