@@ -95,8 +95,17 @@ def _is_images(samples: torch.Tensor | None) -> bool:
     return samples is not None and samples.ndim == 4
 
 
-def _write_run(run: RunLike, stem: str, directory: Path) -> list[Path]:
-    """Trace as JSON and CSV; samples as .npy and, for images, a PNG grid."""
+def pictures(samples: torch.Tensor, model=None) -> torch.Tensor:
+    """What the PNG grid shows: the samples themselves, or a latent model's VAE decodes (RGB in [−1, 1])."""
+    if getattr(model, "latent", False):
+        with torch.no_grad():
+            return model.decode(samples.to(getattr(model, "device", samples.device)), fast=False).cpu()
+    return samples
+
+
+def _write_run(run: RunLike, stem: str, directory: Path, model=None) -> list[Path]:
+    """Trace as JSON and CSV; samples as .npy (latents for a latent model) and, for images, a PNG
+    grid (decoded by the VAE for a latent model)."""
     paths = [directory / f"{stem}.trace.json", directory / f"{stem}.trace.csv"]
     run.trace.to_json(paths[0])
     run.trace.to_csv(paths[1])
@@ -105,21 +114,21 @@ def _write_run(run: RunLike, stem: str, directory: Path) -> list[Path]:
         np.save(paths[-1], run.samples.detach().cpu().numpy(), allow_pickle=False)
     if _is_images(run.samples):
         paths.append(directory / f"{stem}.samples.png")
-        paths[-1].write_bytes(png_bytes(image_grid(run.samples)))
+        paths[-1].write_bytes(png_bytes(image_grid(pictures(run.samples, model))))
     return paths
 
 
 def write_exports(runs: Mapping[str, RunLike], directory: str | Path, model=None, x_axis: str = "step") -> list[Path]:
     """Write every run's files and one HTML report for all runs into ``directory`` (created if needed).
 
-    ``model`` (optional) draws 2-D samples over its density. Returns the written paths, the
-    report last.
+    ``model`` (optional) draws 2-D samples over its density and decodes a latent model's
+    samples for the pictures. Returns the written paths, the report last.
     """
     if not runs:
         raise ValueError("runs must name at least one run")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    paths = [p for label, stem in run_stems(runs).items() for p in _write_run(runs[label], stem, directory)]
+    paths = [p for label, stem in run_stems(runs).items() for p in _write_run(runs[label], stem, directory, model)]
     report = directory / f"{report_stem(next(iter(runs.values())).trace.config)}.report.html"
     report.write_text(html_report(runs, model, x_axis), encoding="utf-8")
     return paths + [report]
@@ -192,7 +201,7 @@ def samples_part(label: str, run: RunLike, model=None) -> str | go.Figure:
     if samples is None:
         return "<p>No final samples.</p>"
     if _is_images(samples):
-        data = base64.b64encode(png_bytes(image_grid(samples))).decode("ascii")
+        data = base64.b64encode(png_bytes(image_grid(pictures(samples, model)))).decode("ascii")
         return f'<img class="samples" alt="final samples of {html.escape(label)}" src="data:image/png;base64,{data}">'
     if samples.ndim != 2 or samples.shape[1] != 2:
         return f"<p>Samples of shape {tuple(samples.shape)}: see the .npy file.</p>"

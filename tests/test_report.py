@@ -134,3 +134,17 @@ def test_runs_without_samples_and_empty_runs():
     assert "No final samples." in html_report({"stopped": RunResult(trace, None)})
     with pytest.raises(ValueError, match="runs"):
         html_report({})
+
+
+def test_latent_samples_are_exported_as_latents_and_pictured_through_the_vae(tmp_path):
+    """A latent model's .npy keeps the latents; its PNG grid (file and report) shows the VAE decode."""
+    from test_live import TextLatentModel
+
+    model = TextLatentModel()
+    samples, trace = sample(model, prompt="a cat", steps=3, batch=2, schedule="model")
+    paths = write_exports({"run": RunResult(trace, samples)}, tmp_path, model)
+    np.testing.assert_array_equal(np.load(next(p for p in paths if p.suffix == ".npy")), samples.numpy())
+    picture = np.asarray(Image.open(next(p for p in paths if p.suffix == ".png")).convert("RGB"))
+    assert (False, 2) in model.decodes and (True, 2) not in model.decodes  # the VAE, never the preview
+    np.testing.assert_array_equal(picture, image_grid(model.decode(samples, fast=False)))
+    assert not np.array_equal(picture, image_grid(samples[:, :3]))  # not the raw latent channels
