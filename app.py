@@ -18,7 +18,7 @@ import re
 import sys
 
 from stiffviz.errors import ParameterError
-from stiffviz.ui import build_app, queued
+from stiffviz.app.ui import build_app, queued
 
 
 def server_models(models: list[str], diffusers: list[str], environ=os.environ) -> list[str]:

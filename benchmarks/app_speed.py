@@ -1,6 +1,6 @@
 """How fast the app's default example reaches the page: ``python -m benchmarks.app_speed``.
 
-Calls the run handler (``stiffviz.ui.run``) as the server does, with the page's defaults,
+Calls the run handler (``stiffviz.app.ui.run``) as the server does, with the page's defaults,
 and prints, as medians over repeats, the time to the first streamed frame, to the end of
 the guided run, and to the last frame, next to the sampler's own wall time for the same
 two runs (``stiffviz.sample``), so the cost of drawing the frames is seen beside it, and the
@@ -18,9 +18,9 @@ import time
 import torch
 
 import stiffviz
-from stiffviz import ui
-from stiffviz.live import DEFAULTS, GUIDED, INPUTS, parse_request
-from stiffviz.ui_learn import STIFF_DEFAULTS, TEST_DEFAULTS, learn_stiff_system, learn_test_equation
+from stiffviz.app import ui
+from stiffviz.app.live import DEFAULTS, GUIDED, INPUTS, parse_request
+from stiffviz.app.learn import STIFF_DEFAULTS, TEST_DEFAULTS, learn_stiff_system, learn_test_equation
 
 
 def timed_run(values: dict) -> dict[str, float]:

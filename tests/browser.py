@@ -68,7 +68,7 @@ def free_port() -> int:
 @contextlib.contextmanager
 def serving() -> Iterator[str]:
     """The app (``build_app`` with its queue on) served on a free localhost port; yields its URL."""
-    from stiffviz.ui import build_app, queued
+    from stiffviz.app.ui import build_app, queued
 
     app = queued(build_app())
     _, url, _ = app.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)

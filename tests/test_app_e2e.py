@@ -11,8 +11,8 @@ import pytest
 from gradio_client import Client
 
 import stiffviz
-from stiffviz import ui
-from stiffviz.live import DEFAULTS, GUIDED, INPUTS, UNGUIDED
+from stiffviz.app import ui
+from stiffviz.app.live import DEFAULTS, GUIDED, INPUTS, UNGUIDED
 
 SETTINGS = DEFAULTS | dict(steps=5, batch=256, seed=3)
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import stiffviz
-from stiffviz.live import (
+from stiffviz.app.live import (
     DEFAULTS, GUIDED, INPUTS, MAX_PROMPT, UNGUIDED, ModelLimits, available_models, limits_for, nfe_text,
     parse_request, pictures, results_rows, size_limits, step_status, stream_session,
 )  # fmt: skip

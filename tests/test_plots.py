@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from stiffviz import sample
-from stiffviz.plots import CHARTS, stability_figure, trace_figure
+from stiffviz.app.plots import CHARTS, stability_figure, trace_figure
 
 
 @pytest.fixture(scope="module")

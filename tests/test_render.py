@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from stiffviz import load_model
-from stiffviz.render import image_grid, particle_figure
+from stiffviz.app.render import image_grid, particle_figure
 
 
 def test_image_grid_maps_values_and_places_tiles():

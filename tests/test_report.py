@@ -15,10 +15,10 @@ from PIL import Image
 
 from stiffviz import Trace, load_model, sample
 from stiffviz.models import CallableDenoiser
-from stiffviz.plots import TITLES
+from stiffviz.app.plots import TITLES
 from stiffviz.quality import quality_report
-from stiffviz.render import image_grid
-from stiffviz.report import RunResult, html_report, slugify, write_exports
+from stiffviz.app.render import image_grid
+from stiffviz.app.report import RunResult, html_report, slugify, write_exports
 
 PLOTLY_JS = re.compile(r"\* plotly\.js v\d")  # the licence header of the inlined bundle
 PLOTLY_DIV = 'class="plotly-graph-div"'

@@ -14,10 +14,10 @@ from test_live import FAKE, TextLatentModel
 
 import app
 import stiffviz
-from stiffviz import ui
-from stiffviz.live import DEFAULTS, GUIDED, INPUTS, UNGUIDED, available_models, limits_for, size_limits
-from stiffviz.plots import CHARTS
-from stiffviz.render import image_grid
+from stiffviz.app import ui
+from stiffviz.app.live import DEFAULTS, GUIDED, INPUTS, UNGUIDED, available_models, limits_for, size_limits
+from stiffviz.app.plots import CHARTS
+from stiffviz.app.render import image_grid
 
 STATUS, VIEW_A, VIEW_B, GALLERY = range(4)
 CHART = {name: 4 + k for k, name in enumerate(CHARTS)}
@@ -127,10 +127,10 @@ def test_image_models_show_state_and_preview_grids():
     assert [caption.split(" · ")[1].split(" ")[0] for _, caption in gallery] == ["x", "x0"]
     session = final[SESSION]
     run = session.runs["run"]
-    np.testing.assert_array_equal(gallery[0][0], stiffviz.render.image_grid(run.samples))
-    np.testing.assert_array_equal(gallery[1][0], stiffviz.render.image_grid(run.samples))  # x0 preview at σ = 0
+    np.testing.assert_array_equal(gallery[0][0], stiffviz.app.render.image_grid(run.samples))
+    np.testing.assert_array_equal(gallery[1][0], stiffviz.app.render.image_grid(run.samples))  # x0 preview at σ = 0
     _, _, _, scrubbed, kept = ui.scrub(session, 1)
-    np.testing.assert_array_equal(scrubbed["value"][1][0], stiffviz.render.image_grid(run.previews[1]))
+    np.testing.assert_array_equal(scrubbed["value"][1][0], stiffviz.app.render.image_grid(run.previews[1]))
     assert kept is session and "Latent model" not in final[STATUS]
 
 

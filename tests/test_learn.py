@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 import pytest
 
 from stiffviz import teaching
-from stiffviz.ui_learn import STIFF_DEFAULTS, TEST_DEFAULTS, build_learn_tab, learn_stiff_system, learn_test_equation
+from stiffviz.app.learn import STIFF_DEFAULTS, TEST_DEFAULTS, build_learn_tab, learn_stiff_system, learn_test_equation
 
 
 def test_defaults_show_heun_just_outside_its_region():

@@ -37,14 +37,14 @@ from typing import Any, Callable, Iterator, Mapping
 
 import torch
 
-from .config import MODEL_SCHEDULE
-from .errors import ParameterError
-from .models import list_models, load_model
-from .quality import quality_report
-from .sampler import initial_noise, sample
-from .schedules import SCHEDULES
-from .solvers import SOLVERS, nfe_for
-from .trace import Trace
+from ..config import MODEL_SCHEDULE
+from ..errors import ParameterError
+from ..models import list_models, load_model
+from ..quality import quality_report
+from ..sampler import initial_noise, sample
+from ..schedules import SCHEDULES
+from ..solvers import SOLVERS, nfe_for
+from ..trace import Trace
 
 NO_CLASS = "(none)"
 GUIDED, UNGUIDED = "guidance on", "guidance off"
@@ -378,7 +378,7 @@ def results_rows(session: Session) -> tuple[list[str], list[list]]:
 
 
 def pictures(run: RunRecord, model, k: int, vae: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """(x_k, D(x_k; σ_k)) of ``run`` as images (B, C, H, W) in [−1, 1] for :func:`~stiffviz.render.image_grid`.
+    """(x_k, D(x_k; σ_k)) of ``run`` as images (B, C, H, W) in [−1, 1] for :func:`~stiffviz.app.render.image_grid`.
 
     Pixel models: the states themselves. Latent models (``model.latent``; the sampler and every
     diagnostic work on the latents): RGB pictures from ``model.decode``, the cheap linear

@@ -1,7 +1,7 @@
 """The Learn tab: stiffness taught with small exact examples whose inputs a person can change.
 
 Layout and wiring only: the numbers come from :mod:`stiffviz.teaching` (the sampler's own
-loop and solvers on linear problems) and the figures from :mod:`stiffviz.teaching_plots`.
+loop and solvers on linear problems) and the figures from :mod:`stiffviz.app.teaching_plots`.
 The handlers :func:`learn_test_equation` and :func:`learn_stiff_system` are plain functions
 of the inputs returning (figures..., Markdown summary); they never raise on bad input but
 return the message in their Markdown output.
@@ -15,8 +15,8 @@ from typing import Any, Callable
 import gradio as gr
 import numpy as np
 
-from . import teaching
-from .teaching import MAX_STEPS, TEACHING_SOLVERS, AlignmentSweep, ScalarExample, StiffSystemExample
+from .. import teaching
+from ..teaching import MAX_STEPS, TEACHING_SOLVERS, AlignmentSweep, ScalarExample, StiffSystemExample
 from .teaching_plots import (
     alignment_figure, complex_text, growth_figure, modes_stability_figure, phase_figure, solution_figure, sweep_figure,
     z_stability_figure,

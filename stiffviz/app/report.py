@@ -4,7 +4,7 @@ A run is a label (e.g. "guidance on") mapped to anything with ``trace``, ``sampl
 ``quality`` attributes: a :class:`RunResult`, or the app's ``live.RunRecord``. The HTML report
 is self-contained: plotly.js is inlined once, images are PNG data URIs, so it opens offline.
 It shows the settings, how each run ended, a summary table, every chart of
-:data:`stiffviz.plots.CHARTS` that has data (runs overlaid), each run's stability region and
+:data:`stiffviz.app.plots.CHARTS` that has data (runs overlaid), each run's stability region and
 its final samples. Nothing here computes mathematics; the figures come from ``plots`` and
 ``render``.
 """
@@ -26,7 +26,7 @@ from PIL import Image
 
 from .plots import CHARTS, TEMPLATE, stability_figure, trace_figure
 from .render import image_grid, particle_figure
-from .trace import Trace
+from ..trace import Trace
 
 SUMMARY_HEADERS = {"nfe": "NFE", "steps_done": "steps done", "wall_time_s": "wall time (s)", "median_stiffness": "median ρ̂",
                    "median_stiffness_z": "median z", "median_lte": "median ‖e‖"}  # fmt: skip

@@ -1,7 +1,7 @@
 """The Gradio app: controls, the live run, charts, comparison, stability view, export, Learn tab.
 
-Layout and wiring only. Every number comes from the library (:mod:`stiffviz.live` runs and
-checks requests, :mod:`stiffviz.plots` and :mod:`stiffviz.render` draw); the event handlers
+Layout and wiring only. Every number comes from the library (:mod:`stiffviz.app.live` runs and
+checks requests, :mod:`stiffviz.app.plots` and :mod:`stiffviz.app.render` draw); the event handlers
 are plain functions of the inputs (``run``, ``scrub``, ``redraw``, ``export``,
 ``on_model_change``), testable without a browser. ``run`` is a generator: it yields the page's
 outputs after every sampler step, so the charts and the picture grow while the run goes on.
@@ -9,7 +9,7 @@ outputs after every sampler step, so the charts and the picture grow while the r
 The server's own models (``build_app("diffusers:FOLDER", …)``, from ``app.py --model``) are
 loaded once when the page is built; the page offers them by name and never takes a path.
 Text-conditioned models get a prompt box; latent models show decoded pictures (a linear
-preview while streaming, the VAE at the end and when scrubbing, see :func:`stiffviz.live.pictures`).
+preview while streaming, the VAE at the end and when scrubbing, see :func:`stiffviz.app.live.pictures`).
 """
 
 from __future__ import annotations
@@ -22,19 +22,19 @@ from typing import Any, Iterator
 import gradio as gr
 import torch
 
-from .config import MODEL_SCHEDULE
-from .errors import ParameterError
+from ..config import MODEL_SCHEDULE
+from ..errors import ParameterError
 from .live import (
     DEFAULTS, INPUT_RANGES, INPUTS, MAX_PROMPT, NO_CLASS, ModelLimits, RunRecord, Session, available_models,
     limits_for, limits_table, nfe_text, parse_request, pictures, results_rows, schedules_for, step_status,
     stream_session, with_steps,
 )  # fmt: skip
-from .models import list_models, load_model
+from ..models import list_models, load_model
 from .plots import CHARTS, stability_figure, trace_figure
 from .render import image_grid, particle_figure
 from .report import write_exports
-from .solvers import SOLVERS
-from .ui_learn import build_learn_tab
+from ..solvers import SOLVERS
+from .learn import build_learn_tab
 
 X_AXES = {"step": "step", "σ (log)": "sigma"}
 CONCURRENCY_LIMIT = 2  # runs at once per event; more requests wait in the queue

@@ -14,8 +14,8 @@ from typing import Mapping
 import numpy as np
 import plotly.graph_objects as go
 
-from .solvers import get_solver
-from .trace import Trace
+from ..solvers import get_solver
+from ..trace import Trace
 
 CHARTS = {
     "stiffness": (("stiffness", "ρ̂ (secant)"), ("stiffness_z", "z = |h| ρ̂")),

@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from .plots import COLOURS, TEMPLATE, stability_figure
-from .teaching import AlignmentSweep, ScalarExample, StiffSystemExample
+from ..teaching import AlignmentSweep, ScalarExample, StiffSystemExample
 
 LAYOUT = dict(template=TEMPLATE, margin=dict(l=55, r=10, t=45, b=40), legend=dict(orientation="h", y=-0.3))
 EXACT = dict(color="black", width=1.5)
