@@ -19,7 +19,8 @@ import torch
 
 import stiffviz
 from stiffviz.app import ui
-from stiffviz.app.live import DEFAULTS, GUIDED, INPUTS, parse_request
+from stiffviz.app.live import GUIDED
+from stiffviz.app.requests import DEFAULTS, INPUTS, parse_request
 from stiffviz.app.learn import STIFF_DEFAULTS, TEST_DEFAULTS, learn_stiff_system, learn_test_equation
 
 

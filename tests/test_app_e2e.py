@@ -12,7 +12,8 @@ from gradio_client import Client
 
 import stiffviz
 from stiffviz.app import ui
-from stiffviz.app.live import DEFAULTS, GUIDED, INPUTS, UNGUIDED
+from stiffviz.app.live import GUIDED, UNGUIDED
+from stiffviz.app.requests import DEFAULTS, INPUTS
 
 SETTINGS = DEFAULTS | dict(steps=5, batch=256, seed=3)
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import pytest
 
 import browser
-from stiffviz.app.live import DEFAULTS, GUIDED, UNGUIDED
+from stiffviz.app.live import GUIDED, UNGUIDED
+from stiffviz.app.requests import DEFAULTS
 
 # Charts that the default example (cheap diagnostics and eigenvectors on) fills with data, and
 # charts whose diagnostic it leaves off (SteinDiff, Lipschitz), which show a "not recorded" note.

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 import stiffviz
-from stiffviz.app.live import (
-    DEFAULTS, GUIDED, INPUTS, MAX_PROMPT, UNGUIDED, ModelLimits, available_models, limits_for, nfe_text,
-    parse_request, pictures, results_rows, size_limits, step_status, stream_session,
+from stiffviz.app.live import GUIDED, UNGUIDED, pictures, results_rows, step_status, stream_session
+from stiffviz.app.requests import (
+    DEFAULTS, INPUTS, MAX_PROMPT, ModelLimits, available_models, limits_for, nfe_text, parse_request, size_limits,
 )  # fmt: skip
 from stiffviz.models.base import sigma_per_sample
 from stiffviz.schedules import karras

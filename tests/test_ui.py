@@ -15,7 +15,8 @@ from test_live import FAKE, TextLatentModel
 import app
 import stiffviz
 from stiffviz.app import ui
-from stiffviz.app.live import DEFAULTS, GUIDED, INPUTS, UNGUIDED, available_models, limits_for, size_limits
+from stiffviz.app.live import GUIDED, UNGUIDED
+from stiffviz.app.requests import DEFAULTS, INPUTS, available_models, limits_for, size_limits
 from stiffviz.app.plots import CHARTS
 from stiffviz.app.render import image_grid
 

@@ -24,24 +24,22 @@ import torch
 
 from ..config import MODEL_SCHEDULE
 from ..errors import ParameterError
-from .live import (
-    DEFAULTS, INPUT_RANGES, INPUTS, MAX_PROMPT, NO_CLASS, ModelLimits, RunRecord, Session, available_models,
-    limits_for, limits_table, nfe_text, parse_request, pictures, results_rows, schedules_for, step_status,
-    stream_session, with_steps,
-)  # fmt: skip
 from ..models import list_models, load_model
-from .plots import CHARTS, stability_figure, trace_figure
-from .render import image_grid, particle_figure
-from .report import write_exports
 from ..solvers import SOLVERS
+from . import frames
+from .frames import OUTPUT_COUNT, X_AXES
 from .learn import build_learn_tab
+from .live import Session, step_status, stream_session
+from .plots import CHARTS
+from .report import write_exports
+from .requests import (
+    DEFAULTS, INPUT_RANGES, INPUTS, MAX_PROMPT, NO_CLASS, ModelLimits, available_models, limits_for, limits_table,
+    nfe_text, parse_request, schedules_for,
+)  # fmt: skip
 
-X_AXES = {"step": "step", "σ (log)": "sigma"}
 CONCURRENCY_LIMIT = 2  # runs at once per event; more requests wait in the queue
 QUEUE_SIZE = 32
 TEXT_CFG = 7.5  # the CFG weight a text-conditioned model starts with (diffusers' usual guidance scale)
-LATENT_NOTE = ("_Latent model: the sampler and every diagnostic work on its latents {shape}; the pictures are "
-               "decoded (a linear preview while the run streams, the VAE at the end and when scrubbing)._")  # fmt: skip
 INTRO = """# stiffviz: a stiffness microscope for diffusion sampling
 Pick a model and a solver, switch guidance on or off and press **Run**. The charts show, at every
 step, how stiff the probability-flow ODE is (ρ̂, and z = |h|ρ̂ against the solver's stability
@@ -66,81 +64,6 @@ def _limits(name: str) -> ModelLimits:
     return limits_for(name, None if name in list_models() else _model(name))
 
 
-def _is_image(model) -> bool:
-    return len(model.shape) == 3
-
-
-def _with_note(status: str, model) -> str:
-    """The status, and for a latent model the line saying where the diagnostics live."""
-    if not getattr(model, "latent", False):
-        return status
-    return f"{status}\n\n{LATENT_NOTE.format(shape='×'.join(map(str, model.shape)))}"
-
-
-# ---------------------------------------------------------------- rendering a session
-def _views(session: Session, model, k: int | None, finished: dict | None = None) -> tuple[Any, Any, Any]:
-    """(2-D view of the first run, 2-D view of the second, image gallery) at step k (None: latest).
-
-    ``finished`` (label → figure) keeps the views of runs that have ended, drawn once.
-    """
-    runs = [run if k is None else with_steps(run, k) for run in session.runs.values() if run.states]
-    if not runs:
-        return gr.skip(), gr.skip(), gr.skip()
-    if _is_image(model):
-        gallery = []
-        for run in runs:
-            i = len(run.states) - 1
-            sigma = run.sigma(i)
-            state, preview = pictures(run, model, i, vae=k is not None or run.done)
-            estimate = run.sigma(run.preview_index(i))
-            gallery += [(image_grid(state), f"{run.label} · x at step {i} (σ = {sigma:.3g})"),
-                        (image_grid(preview), f"{run.label} · x0 preview D(x; σ = {estimate:.3g})")]  # fmt: skip
-        return gr.update(visible=False), gr.update(visible=False), gr.update(value=gallery, visible=True)
-    finished = {} if finished is None else finished
-    figures = [finished[run.label] if run.label in finished else _particles(run, model) for run in runs]
-    if k is None:
-        finished.update((run.label, figure) for run, figure in zip(runs, figures) if run.done)
-    second = figures[1] if len(figures) > 1 else None
-    return (gr.update(value=figures[0], visible=True), gr.update(value=second, visible=second is not None),
-            gr.update(visible=False))  # fmt: skip
-
-
-def _particles(run: RunRecord, model):
-    i = len(run.states) - 1
-    sigma = run.sigma(i)
-    figure = particle_figure(model, run.states, sigma, run.trace.config.get("cls"))
-    figure.update_layout(title=f"{run.label}: particles at step {i}, σ = {sigma:.3g}")
-    return figure
-
-
-def _charts(session: Session, x_axis: str) -> list:
-    runs = {run.label: run.trace for run in session.runs.values() if run.trace.steps}
-    return [trace_figure(chart, runs, X_AXES.get(x_axis, "step")) for chart in CHARTS]
-
-
-def _stability(session: Session):
-    runs = {run.label: run.trace for run in session.runs.values() if run.trace.steps}
-    return stability_figure(session.request.settings["solver"], runs)
-
-
-def _results(session: Session):
-    header, rows = results_rows(session)
-    return gr.update(value=rows, headers=header)
-
-
-def _frame(session: Session, model, x_axis: str, finished: dict) -> tuple:
-    """Every output of ``run`` for the session as it stands (the stability view once done)."""
-    done = session.done
-    slider = gr.update(maximum=max(session.steps_done, 1), value=session.steps_done, interactive=done)
-    return (_with_note(step_status(session), model), *_views(session, model, None, finished), *_charts(session, x_axis),
-            _stability(session) if done else gr.skip(), _results(session), slider, session)  # fmt: skip
-
-
-def _message(text: str) -> tuple:
-    """Outputs that only show ``text`` (a rejected request): everything else unchanged."""
-    return (f"⚠️ {text}", *(gr.skip() for _ in range(OUTPUT_COUNT - 1)))
-
-
 # ---------------------------------------------------------------- event handlers
 def run(*values: Any, models: list[str] | None = None) -> Iterator[tuple]:
     """The run button: check the inputs (``INPUTS`` order, then the x axis), stream the session.
@@ -154,9 +77,9 @@ def run(*values: Any, models: list[str] | None = None) -> Iterator[tuple]:
         model = _model(request.model)
         finished: dict = {}
         for session in stream_session(request, model):
-            yield _frame(session, model, x_axis, finished)
+            yield frames.frame(session, model, x_axis, finished)
     except ParameterError as err:
-        yield _message(str(err))
+        yield frames.message(str(err))
 
 
 def scrub(session: Session | None, k: Any) -> tuple:
@@ -167,14 +90,14 @@ def scrub(session: Session | None, k: Any) -> tuple:
         return (gr.skip(),) * 5
     k = max(0, min(int(k), session.steps_done))
     model = _model(session.request.model)
-    return (_with_note(step_status(session, k), model), *_views(session, model, k), session)
+    return (frames.with_note(step_status(session, k), model), *frames.views(session, model, k), session)
 
 
 def redraw(session: Session | None, x_axis: str) -> list:
     """The x-axis toggle: the charts again against step or log σ."""
     if session is None or not session.runs:
         return [gr.skip()] * len(CHARTS)
-    return _charts(session, x_axis)
+    return frames.charts(session, x_axis)
 
 
 def export(session: Session | None) -> Any:
@@ -221,9 +144,6 @@ def on_model_change(name: str, schedule: str = DEFAULTS["schedule"], models: lis
 
 
 # ---------------------------------------------------------------- layout
-OUTPUT_COUNT = 1 + 3 + len(CHARTS) + 1 + 1 + 1 + 1
-
-
 def _gpu(fn):
     """Wrap ``fn`` for ZeroGPU when the ``spaces`` package is importable (a Hugging Face Space)."""
     try:

@@ -1,0 +1,213 @@
+"""The app's requests, checked on the server: the inputs by name, their ranges, per-model limits.
+
+A request is the page's inputs by name (``INPUTS``). :func:`parse_request` checks every one
+on the server (an API caller bypasses the page's sliders) against ``INPUT_RANGES`` and the
+per-model :class:`ModelLimits`, then :class:`~stiffviz.config.SampleConfig` checks the rest;
+each failure is a :class:`ParameterError` naming the parameter and its limit. The model must
+be one of the server's names (the page never names a path or a Hub id); a prompt (at most
+``MAX_PROMPT`` characters) is accepted only by a text-conditioned model, the schedule
+"model" (the model's own scheduler grid) only by a model with ``model_sigmas``.
+
+**Limits.** The built-in models keep their fixed limits (``TOY_LIMITS``, ``MODEL_LIMITS``).
+Any other model (``diffusers:…``) gets limits from its size, a budget of work per run: with
+D = prod(shape) state elements per sample and P = ``parameter_count`` network parameters,
+
+    max_batch = clamp(⌊BATCH_ELEMENTS / D · min(1, LARGE_NETWORK / P)⌋, 1, 64)
+    max_steps = 100 if P < SMALL_NETWORK else 50
+    default_batch = min(16, ⌈max_batch / 4⌉)
+
+so a batch holds at most BATCH_ELEMENTS = 2¹⁸ state elements, and a network beyond
+LARGE_NETWORK = 10⁷ parameters shrinks it in proportion (every model call costs about P per
+element); networks under SMALL_NETWORK = 10⁶ parameters may take twice the steps.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from ..config import MODEL_SCHEDULE
+from ..errors import ParameterError
+from ..models import list_models, load_model
+from ..schedules import SCHEDULES
+from ..solvers import SOLVERS, nfe_for
+
+NO_CLASS = "(none)"
+
+
+@dataclass(frozen=True)
+class ModelLimits:
+    """Server-side limits of one model in the app (the page shows them)."""
+
+    name: str
+    max_steps: int
+    max_batch: int
+    default_batch: int
+
+
+TOY_LIMITS = dict(max_steps=200, max_batch=4096, default_batch=1024)
+MODEL_LIMITS = {
+    "digits": dict(max_steps=100, max_batch=256, default_batch=36),
+    "digits16": dict(max_steps=100, max_batch=64, default_batch=16),
+    "digits-unet": dict(max_steps=64, max_batch=64, default_batch=16),
+}
+BATCH_ELEMENTS = 2**18  # state elements in one batch (the size rule above)
+LARGE_NETWORK = 10**7  # parameters beyond which the batch shrinks in proportion
+SMALL_NETWORK = 10**6  # parameters below which a network may take MAX_STEPS_SMALL steps
+MAX_STEPS_SMALL, MAX_STEPS_NETWORK, MAX_BATCH_NETWORK = 100, 50, 64
+MAX_PROMPT = 500  # characters, for the prompt and the negative prompt
+
+# Numeric inputs: (low, high, integer?); the highs of steps and batch are the model's (limits_for).
+INPUT_RANGES: dict[str, tuple[float, float, bool]] = {
+    "steps": (1, 1000, True),
+    "batch": (1, 4096, True),
+    "seed": (0, 2**31 - 1, True),
+    "cfg": (0.0, 10.0, False),
+    "autoguidance": (0.0, 10.0, False),
+    "sigma_min": (1e-4, 10.0, False),
+    "sigma_max": (0.1, 500.0, False),
+    "rho": (0.5, 20.0, False),
+    "erk_guid": (0.0, 5.0, False),
+    "erk_con": (0.0, 5.0, False),
+    "stein_probes": (1, 32, True),
+    "stein_gamma_min": (-10.0, 10.0, False),
+    "stein_gamma_max": (-10.0, 10.0, False),
+}
+# The page's inputs, in the order of the run endpoint's arguments.
+INPUTS = ("model", "prompt", "negative_prompt", "cls", "cfg", "autoguidance", "solver", "steps", "schedule",
+          "sigma_min", "sigma_max", "rho", "erk_on", "erk_guid", "erk_con", "stein_on", "stein_probes",
+          "stein_gamma_min", "stein_gamma_max", "eig", "lte_ref", "lipschitz", "seed", "batch", "compare")  # fmt: skip
+DEFAULTS: dict[str, Any] = dict(
+    model="tree", prompt="", negative_prompt="", cls=NO_CLASS, cfg=1.0, autoguidance=1.0, solver="heun", steps=6,
+    schedule="karras", sigma_min=0.002, sigma_max=80.0, rho=7.0, erk_on=True, erk_guid=1.0, erk_con=0.5, stein_on=False,
+    stein_probes=5, stein_gamma_min=1.0, stein_gamma_max=3.0, eig=True, lte_ref=False, lipschitz=False,
+    seed=0, batch=1024, compare=True,
+)  # fmt: skip
+
+
+def available_models(*server_models: str) -> list[str]:
+    """The app's models: ``list_models()``, then the server's own specs (``diffusers:…``) in order."""
+    names = list_models()
+    return names + [spec for spec in dict.fromkeys(server_models) if spec not in names]
+
+
+def size_limits(name: str, parameter_count: int, elements: int) -> ModelLimits:
+    """The limits of a model with ``parameter_count`` parameters and ``elements`` state
+    elements per sample: the size rule of the module's docstring."""
+    shrink = min(1.0, LARGE_NETWORK / parameter_count) if parameter_count > 0 else 1.0
+    max_batch = max(1, min(MAX_BATCH_NETWORK, int(BATCH_ELEMENTS / max(elements, 1) * shrink)))
+    max_steps = MAX_STEPS_SMALL if parameter_count < SMALL_NETWORK else MAX_STEPS_NETWORK
+    return ModelLimits(name, max_steps, max_batch, min(16, math.ceil(max_batch / 4)))
+
+
+def limits_for(name: str, model=None) -> ModelLimits:
+    """The app's step and batch limits for the model ``name``: the built-ins' own, otherwise the
+    size rule from ``model`` (loaded when not given) and its ``parameter_count`` and ``shape``."""
+    if name in MODEL_LIMITS:
+        return ModelLimits(name, **MODEL_LIMITS[name])
+    if name in list_models():
+        return ModelLimits(name, **TOY_LIMITS)
+    model = model if model is not None else load_model(name)
+    return size_limits(name, int(getattr(model, "parameter_count", 0)), math.prod(model.shape))
+
+
+def limits_table(limits: list[ModelLimits]) -> str:
+    """The per-model limits as a Markdown table (shown in the page)."""
+    rows = [f"| {m.name} | {m.max_steps} | {m.max_batch} |" for m in limits]
+    return "\n".join(["| model | max steps | max batch |", "|---|---|---|", *rows])
+
+
+def schedules_for(model) -> list[str]:
+    """The schedules the model can run: karras and logsnr, and "model" where it has ``model_sigmas``."""
+    return list(SCHEDULES) + ([MODEL_SCHEDULE] if hasattr(model, "model_sigmas") else [])
+
+
+def _number(name: str, value: Any, limits: ModelLimits) -> float | int:
+    """``value`` as a number within its range (steps and batch: within the model's limits)."""
+    low, high, integer = INPUT_RANGES[name]
+    high = {"steps": limits.max_steps, "batch": limits.max_batch}.get(name, high)
+    kind = f"an integer in [{int(low)}, {int(high)}]" if integer else f"a number in [{low:g}, {high:g}]"
+    if name in ("steps", "batch"):
+        kind += f" for the model {limits.name}"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ParameterError(name, f"must be {kind}, got {value!r}") from None
+    if not math.isfinite(number) or not low <= number <= high or (integer and number != int(number)):
+        raise ParameterError(name, f"must be {kind}, got {value!r}")
+    return int(number) if integer else number
+
+
+def _choice(name: str, value: Any, choices: list[str]) -> str:
+    if value not in choices:
+        raise ParameterError(name, f"must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Request:
+    """A checked request: the model's name, the keyword settings of :func:`stiffviz.sample`
+    and whether to run the unguided twin as well."""
+
+    model: str
+    settings: dict
+    compare: bool
+
+    def unguided(self) -> dict:
+        """The same settings with every guidance method off."""
+        return self.settings | dict(cfg=1.0, autoguidance=1.0, erk_guid=None, stein=False)
+
+    @property
+    def has_guidance(self) -> bool:
+        return self.unguided() != self.settings
+
+
+def _prompt(name: str, value: Any, model, model_name: str) -> str:
+    """A prompt as text: at most ``MAX_PROMPT`` characters, empty unless the model reads text."""
+    text = "" if value is None else value
+    if not isinstance(text, str) or len(text) > MAX_PROMPT:
+        raise ParameterError(name, f"must be text of at most {MAX_PROMPT} characters, got {len(str(text))} characters")
+    if text and not getattr(model, "text_conditioned", False):
+        raise ParameterError(name, f"the model {model_name} is not text-conditioned; leave the prompt empty")
+    return text
+
+
+def parse_request(values: Mapping[str, Any], models: list[str], lookup: Callable[[str], Any] = load_model) -> Request:
+    """Check the page's inputs (by name, see ``INPUTS``) and turn them into a :class:`Request`.
+
+    ``models`` are the names the server offers; ``lookup(name)`` gives the model object (the
+    app's loaded-once models), whose size, text conditioning and schedules the checks follow.
+    """
+    missing = [name for name in INPUTS if name not in values]
+    if missing:
+        raise ParameterError(missing[0], "is missing from the request")
+    name = _choice("model", values["model"], models)
+    model = lookup(name)
+    limits = limits_for(name, model)
+    numbers = {key: _number(key, values[key], limits) for key in INPUT_RANGES}
+    prompts = {key: _prompt(key, values[key], model, name) for key in ("prompt", "negative_prompt")}
+    _choice("solver", values["solver"], list(SOLVERS))
+    _choice("schedule", values["schedule"], schedules_for(model))
+    cls = values["cls"]
+    settings = dict(
+        solver=values["solver"], schedule=values["schedule"], cls=None if cls in (None, "", NO_CLASS) else cls,
+        erk_guid=numbers["erk_guid"] if values["erk_on"] else None, stein=bool(values["stein_on"]),
+        eig=bool(values["eig"]), lte_ref=bool(values["lte_ref"]), lipschitz=bool(values["lipschitz"]),
+        **{key: numbers[key] for key in INPUT_RANGES if key != "erk_guid"},
+    )  # fmt: skip
+    if getattr(model, "text_conditioned", False):
+        settings.update(prompt=prompts["prompt"], negative_prompt=prompts["negative_prompt"] or None)
+    return Request(name, settings, bool(values["compare"]))
+
+
+def nfe_text(solver: str, steps: Any, cfg: Any = 1.0, autoguidance: Any = 1.0) -> str:
+    """'NFE = …' for ``steps`` steps of ``solver``, and the model calls per evaluation that
+    CFG (the unconditional call) and Autoguidance (the weak model's call) add."""
+    try:
+        nfe = nfe_for(solver, int(steps))
+        calls = 1 + (float(cfg) != 1.0) + (float(autoguidance) != 1.0)
+    except (ParameterError, TypeError, ValueError):
+        return "NFE: —"
+    guided = f" × {calls} model calls per evaluation (guidance)" if calls > 1 else ""
+    return f"**NFE = {nfe}**{guided}"
