@@ -11,7 +11,8 @@ rate, gradient norm clipped at 1, and an exponential moving average (EMA) of the
 which is what is saved. All randomness comes from ``seed``: the initial weights from
 ``torch.manual_seed(seed)`` (as is dropout; inside a forked RNG, so the caller's global
 state is left alone) and data, labels, σ and noise from one ``torch.Generator`` seeded ``seed``. On the
-CPU with a fixed thread count a run is bit-for-bit reproducible.
+same CPU, torch build and thread count a run is bit-for-bit reproducible; another CPU or BLAS rounds
+sums in another order, so its weights differ (losses agree to a few digits).
 
 A held-out split (``holdout`` of the digits, a permutation seeded 0, see
 :func:`stiffviz.models.unet.digits_split`) is kept out of training; the reported
@@ -232,7 +233,7 @@ def add_train_parser(commands) -> argparse.ArgumentParser:
     p.add_argument("--holdout", type=float, default=c["holdout"], help="fraction of digits held out for evaluation")
     p.add_argument("--log-every", type=int, default=250, help="print the mean loss every this many steps")
     p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (1: reproducible across machines; the tiny convolutions gain little from more)")  # fmt: skip
+                   help="torch CPU threads (bit-identical reruns need the same count, CPU and torch; the tiny convolutions gain little from more)")  # fmt: skip
     return p
 
 
