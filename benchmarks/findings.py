@@ -50,19 +50,14 @@ import numpy as np
 import torch
 
 from stiffviz import load_model, sample
+from stiffviz.app.presets import FINDINGS, FINDINGS_BASE, FINDINGS_MODEL, FINDINGS_STEPS
 from stiffviz.quality import quality_report
 
-ERK_GRID = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
-ERK_CON = 0.5
-STEIN_PROBES = 5
-# label -> SteinDiff settings
-STEIN_ROWS = {
-    "SteinDiff [1,1] measure": dict(stein_gamma_min=1.0, stein_gamma_max=1.0),
-    "SteinDiff [1,1.5]": dict(stein_gamma_min=1.0, stein_gamma_max=1.5),
-    "SteinDiff [1,3]": dict(stein_gamma_min=1.0, stein_gamma_max=3.0),
-    "SteinDiff [0,10]": dict(stein_gamma_min=0.0, stein_gamma_max=10.0),
-    "SteinDiff [1,3] σ≤1": dict(stein_gamma_min=1.0, stein_gamma_max=3.0, stein_sigma_max=1.0),
-}
+ERK_CON = FINDINGS[1].settings["erk_con"]
+STEIN_PROBES = FINDINGS[-1].settings["stein_probes"]
+# A control not in the README's table: SteinDiff clipped to γ = 1 samples as plain Heun and records γ_raw.
+MEASURE = ("SteinDiff [1,1] measure",
+           dict(stein=True, stein_probes=STEIN_PROBES, stein_gamma_min=1.0, stein_gamma_max=1.0))
 
 
 def fmt(value, spec: str) -> str:
@@ -78,11 +73,14 @@ def fmt(value, spec: str) -> str:
 
 
 def rows_for() -> dict[str, dict]:
-    rows = {"none": dict(eig=True, stein_oracle=True)}
-    for w in ERK_GRID:
-        rows[f"ERK-Guid w={w:g}"] = dict(erk_guid=w, erk_con=ERK_CON)
-    for label, extra in STEIN_ROWS.items():
-        rows[label] = dict(stein=True, stein_probes=STEIN_PROBES, **extra)
+    """The README's rows (``stiffviz.app.presets.FINDINGS``, the app's presets too), the control
+    before the SteinDiff rows, and on ``none`` the diagnostics that record without moving it."""
+    rows: dict[str, dict] = {}
+    for finding in FINDINGS:
+        if finding.settings.get("stein") and MEASURE[0] not in rows:
+            rows[MEASURE[0]] = MEASURE[1]
+        rows[finding.name] = dict(finding.settings)
+    rows["none"] |= dict(eig=True, stein_oracle=True)
     return rows
 
 
@@ -90,7 +88,7 @@ def run_row(model, steps: int, batch: int, seed: int, extra: dict) -> dict:
     """One run and its quality; a diverged run (or one that raises) is reported, not raised."""
     start = time.perf_counter()
     try:
-        x, trace = sample(model, solver="heun", steps=steps, batch=batch, seed=seed, dtype="float32", **extra)
+        x, trace = sample(model, steps=steps, **FINDINGS_BASE | dict(batch=batch, seed=seed) | extra)
     except Exception as err:  # noqa: BLE001 - a findings table reports failures instead of dying
         return {"status": f"error: {type(err).__name__}: {err}", "trace": None, "quality": {},
                 "wall": time.perf_counter() - start}  # fmt: skip
@@ -174,13 +172,13 @@ def print_stein_steps(results: dict[str, dict]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=2048)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, nargs="+", default=[4, 6, 8, 16])
+    parser.add_argument("--batch", type=int, default=FINDINGS_BASE["batch"])
+    parser.add_argument("--seed", type=int, default=FINDINGS_BASE["seed"])
+    parser.add_argument("--steps", type=int, nargs="+", default=list(FINDINGS_STEPS))
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model = load_model("tree")
+    model = load_model(FINDINGS_MODEL)
     print(f"findings: tree toy, heun, {args.batch} samples, seed {args.seed}, float32, karras σ 80 → 0.002; "
           f"ERK-Guid w_con = {ERK_CON}; SteinDiff K = {STEIN_PROBES} probes; "
           f"{torch.get_num_threads()} threads, {platform.machine()}, torch {torch.__version__}")  # fmt: skip

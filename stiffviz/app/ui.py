@@ -253,6 +253,8 @@ def _controls(models: list[str], limits) -> dict[str, gr.components.Component]:
             c["stein_probes"] = gr.Slider(*r["stein_probes"][:2], value=d["stein_probes"], step=1, label="probes K")
             c["stein_gamma_min"] = gr.Number(d["stein_gamma_min"], label="γ min")
             c["stein_gamma_max"] = gr.Number(d["stein_gamma_max"], label="γ max")
+            c["stein_sigma_max"] = gr.Number(d["stein_sigma_max"], label="acts at σ ≤",
+                                             minimum=r["stein_sigma_max"][0], maximum=r["stein_sigma_max"][1])
     with gr.Accordion("Costly diagnostics", open=False):
         c["eig"] = gr.Checkbox(d["eig"], label="Jacobian eigenvectors (λ₁, v₁)")
         c["lte_ref"] = gr.Checkbox(d["lte_ref"], label="reference LTE (32 RK4 sub-steps)")
