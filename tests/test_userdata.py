@@ -1,0 +1,181 @@
+"""A visitor's own 2-D data: the CSV and drawing parsers, the exact denoiser of the points, and the
+model living in one session only (the page's handlers, two sessions, an upload through gradio_client)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from stiffviz.app import userdata
+from stiffviz.app.userdata import MAX_POINTS, MAX_UPLOAD_BYTES, USER_DATA, parse_csv, points_from_drawing
+from stiffviz.errors import ParameterError
+from stiffviz.models.points import H_FLOOR, H_MAX, WEAK_SMOOTHING, point_denoiser
+
+RNG = np.random.default_rng(7)
+POINTS = RNG.normal(size=(40, 2)) * [3.0, 0.5] + [10.0, -4.0]  # off-centre and anisotropic, like raw data
+
+
+def csv_bytes(points: np.ndarray, header: str | None = "x,y", delimiter: str = ",") -> bytes:
+    lines = ([header] if header else []) + [f"{x!r}{delimiter}{y!r}" for x, y in points.tolist()]
+    return "\n".join(lines).encode()
+
+
+# ---------------------------------------------------------------- the CSV parser
+@pytest.mark.parametrize("header", ["x,y", '"east","north"', None])
+@pytest.mark.parametrize("delimiter", [",", ";", "\t", " "])
+def test_csv_reads_the_numbers_written(header, delimiter):
+    header = header and header.replace(",", delimiter)
+    np.testing.assert_array_equal(parse_csv(csv_bytes(POINTS, header, delimiter)), POINTS)
+
+
+def test_csv_tolerates_a_byte_order_mark_blank_lines_and_spaces():
+    text = "\ufeffx, y\n\n 1.5 , -2\r\n3e2,4\n\n"
+    np.testing.assert_array_equal(parse_csv(text.encode()), [[1.5, -2.0], [300.0, 4.0]])
+
+
+TOO_MANY = csv_bytes(np.arange(2 * (MAX_POINTS + 1), dtype=float).reshape(-1, 2))
+BAD_FILES = {
+    "binary": (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "not a CSV text file"),
+    "not UTF-8": (b"x,y\n1,2\n\xff\xfe,3\n", "not a CSV text file"),
+    "NUL bytes": (b"1,2\n3\x00,4\n", "not a CSV text file"),
+    "three columns": (b"x,y,z\n1,2,3\n4,5,6\n", "row 2 has 3 columns"),
+    "one column": (b"1\n2\n3\n", "row 1 has 1 column;"),
+    "a short row": (b"1,2\n3,4\n5\n", "row 3 has 1 column;"),
+    "text": (b"x,y\n1,2\n3,abc\n", "row 3, column 2: 'abc' is not a number"),
+    "NaN": (b"1,2\nnan,4\n", "row 2, column 1: 'nan' is not finite"),
+    "infinity": (b"1,2\n3,-inf\n", "row 2, column 2: '-inf' is not finite"),
+    "overflow": (b"1,2\n3,1e999\n", "row 2, column 2: '1e999' is not finite"),
+    "too many points": (TOO_MANY, f"has {MAX_POINTS + 1:,} points; at most {MAX_POINTS:,}"),
+    "empty": (b"", "is empty"),
+    "blank": (b"\n  \n\t\n", "is empty"),
+    "header only": (b"x,y\n", "has a header but no points"),
+    "too large": (b"1,2\n" * (MAX_UPLOAD_BYTES // 4 + 1), f"at most {MAX_UPLOAD_BYTES:,} bytes"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_FILES)
+def test_a_bad_file_gets_a_message_naming_the_problem(case):
+    data, message = BAD_FILES[case]
+    with pytest.raises(ParameterError, match="^file: ") as err:
+        parse_csv(data)
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "points, message",
+    [(np.array([[1.0, 2.0]]), "has 1 point; a data set needs at least two distinct points"),
+     (np.full((30, 2), 3.25), "all 30 points are equal (degenerate"),
+     (np.array([[1e12, 5.0], [1e12, 5.0 + 1e-9]]), "all 2 points are equal (degenerate")],
+)  # fmt: skip
+def test_degenerate_data_is_refused_by_name(points, message):
+    with pytest.raises(ParameterError, match="^points: ") as err:
+        point_denoiser(points)
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize("bandwidth", [-0.01, H_MAX + 0.01, math.nan, math.inf, "wide", None])
+def test_a_bandwidth_out_of_range_is_refused_by_name(bandwidth):
+    with pytest.raises(ParameterError, match=rf"^bandwidth: must be a number in \[0, {H_MAX:g}\]"):
+        point_denoiser(POINTS, bandwidth)
+
+
+def test_points_on_a_line_are_a_data_set():
+    line = np.stack([np.linspace(0, 1, 9), np.zeros(9)], 1)
+    model = point_denoiser(line)
+    assert torch.isfinite(model(torch.randn(5, 2, dtype=torch.float64), 0.3)).all()
+
+
+# ---------------------------------------------------------------- the denoiser, computed independently
+def standardised(points: np.ndarray) -> np.ndarray:
+    return (points - points.mean(0)) / points.std(0).mean()
+
+
+def softmax_mean(points: np.ndarray, x: np.ndarray, variance: float) -> np.ndarray:
+    """Σ r_n y_n with r = softmax(−‖x − y_n‖²/(2V)), in numpy."""
+    logits = -((x[:, None, :] - points[None]) ** 2).sum(-1) / (2 * variance)
+    weights = np.exp(logits - logits.max(1, keepdims=True))
+    return (weights / weights.sum(1, keepdims=True)) @ points
+
+
+def tweedie(points: torch.Tensor, x: torch.Tensor, sigma: float, h: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """D = x + σ²∇log p_σ by autograd of log p_σ = logsumexp_n(−‖x − y_n‖²/(2V)) − log(2πV N), V = σ² + h²,
+    and its Jacobian ∂D/∂x by autograd again."""
+
+    def denoise(x: torch.Tensor) -> torch.Tensor:
+        x = x.detach().requires_grad_(True) if not x.requires_grad else x
+        variance = sigma**2 + h**2
+        log_p = torch.logsumexp(-((x[:, None] - points[None]) ** 2).sum(-1) / (2 * variance), 1)
+        log_p = log_p - math.log(2 * math.pi * variance * len(points))
+        (score,) = torch.autograd.grad(log_p.sum(), x, create_graph=True)
+        return x + sigma**2 * score
+
+    jacobian = torch.stack([torch.autograd.functional.jacobian(denoise, row[None])[0, :, 0] for row in x])
+    return denoise(x).detach(), jacobian
+
+
+@pytest.mark.parametrize("sigma", [0.002, 0.05, 0.7, 80.0])
+def test_h0_is_the_empirical_mixture_softmax_mean(sigma):
+    model = point_denoiser(POINTS, 0.0)
+    y = standardised(POINTS)
+    x = np.random.default_rng(1).normal(size=(64, 2)) * max(sigma, 0.1)
+    x[:8] = y[:8] + sigma * 0.3  # near the points, where the exact denoiser snaps to them
+    got = model(torch.tensor(x), sigma).numpy()
+    # exactly the mixture at V = σ² + H_FLOOR² (the module's docstring) ...
+    variance = sigma**2 + H_FLOOR**2
+    floored = x + sigma**2 / variance * (softmax_mean(y, x, variance) - x)
+    np.testing.assert_allclose(got, floored, rtol=1e-9, atol=1e-12)
+    # ... which is the bare empirical mixture D = Σ r_n y_n to 10⁻⁴ of σ (the data's spread is 1)
+    np.testing.assert_allclose(got, softmax_mean(y, x, sigma**2), rtol=0, atol=1e-4 * sigma)
+
+
+@pytest.mark.parametrize("h", [0.0, 0.1, 0.6])
+@pytest.mark.parametrize("sigma", [0.01, 0.3, 5.0])
+def test_the_smoothed_mixture_equals_tweedie_by_autograd(h, sigma):
+    model = point_denoiser(POINTS, h)
+    y = torch.tensor(standardised(POINTS))
+    x = torch.randn(16, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(3)) * (1 + sigma)
+    expected, jacobian = tweedie(y, x, sigma, max(h, H_FLOOR))
+    torch.testing.assert_close(model(x, sigma), expected, rtol=1e-8, atol=1e-10)
+    torch.testing.assert_close(model.denoiser_jacobian(x, sigma), jacobian, rtol=1e-7, atol=1e-9)
+    weak, _ = tweedie(y, x, sigma, math.hypot(h, WEAK_SMOOTHING))
+    torch.testing.assert_close(model.weak(x, sigma), weak, rtol=1e-8, atol=1e-10)
+
+
+def test_reference_samples_are_the_standardised_points_smoothed_by_h():
+    h = 0.2
+    model = point_denoiser(POINTS, h)
+    draws = model.sample_reference(20_000, torch.Generator().manual_seed(0)).numpy()
+    y = standardised(POINTS)
+    nearest = np.sqrt(((draws[:, None] - y[None]) ** 2).sum(-1)).min(1)
+    assert np.median(nearest) < 1.2 * h * math.sqrt(2 * math.log(2))  # the median of a 2-D Gaussian's radius
+    np.testing.assert_allclose(draws.mean(0), y.mean(0), atol=0.02)
+    np.testing.assert_allclose(draws.var(0), y.var(0) + h**2, rtol=0.05)
+
+
+# ---------------------------------------------------------------- drawings
+def test_drawn_pixels_become_points_of_the_box():
+    image = np.full((4, 8, 4), 255, dtype=np.uint8)  # opaque white
+    image[0, 0, :3] = 0  # top left: ink
+    image[3, 7, :3] = 10  # bottom right: dark ink
+    image[1, 2, :3] = 200  # light grey: not ink
+    image[2, 4] = 0  # black but transparent: not ink
+    points = points_from_drawing(image)
+    np.testing.assert_allclose(points, [[-1 + 1 / 8, 1 - 1 / 4], [1 - 1 / 8, -1 + 1 / 4]])
+
+
+def test_a_large_drawing_is_subsampled_the_same_way_every_time():
+    image = np.zeros((100, 100), dtype=np.uint8)  # greyscale, all ink: 10,000 pixels
+    first, again = points_from_drawing(image), points_from_drawing(image)
+    assert first.shape == (MAX_POINTS, 2)
+    np.testing.assert_array_equal(first, again)
+    assert len(np.unique(first, axis=0)) == MAX_POINTS  # distinct pixels
+    np.testing.assert_allclose((first + 1) * 50 - 0.5, np.round((first + 1) * 50 - 0.5), atol=1e-9)  # centres
+
+
+@pytest.mark.parametrize("image", [None, np.full((8, 8, 4), 255, dtype=np.uint8), np.zeros((8, 8, 4))])
+def test_an_empty_drawing_is_refused_by_name(image):
+    with pytest.raises(ParameterError, match="^drawing: is empty"):
+        points_from_drawing(image)
