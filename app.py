@@ -8,6 +8,7 @@ at start-up; the page only picks among them by name. A model that fails to load 
 server with its message (exit status 2). ``--diffusers PATH`` (``STIFFVIZ_DIFFUSERS``) is the
 deprecated spelling of ``--model diffusers:PATH``.
 ``--host`` and ``--port`` default to Gradio's (127.0.0.1:7860, or GRADIO_SERVER_NAME/PORT).
+Uploads are limited to ``MAX_UPLOAD_BYTES`` (1 MB, the app's CSV limit) by ``launch(max_file_size=…)``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import sys
 
 from stiffviz.errors import ParameterError
 from stiffviz.app.ui import build_app, queued
+from stiffviz.app.userdata import MAX_UPLOAD_BYTES
 
 
 def server_models(models: list[str], diffusers: list[str], environ=os.environ) -> list[str]:
@@ -48,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     except ParameterError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    queued(app).launch(server_name=args.host, server_port=args.port)
+    queued(app).launch(server_name=args.host, server_port=args.port, max_file_size=MAX_UPLOAD_BYTES)
     return 0
 
 

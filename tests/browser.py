@@ -69,9 +69,11 @@ def free_port() -> int:
 def serving() -> Iterator[str]:
     """The app (``build_app`` with its queue on) served on a free localhost port; yields its URL."""
     from stiffviz.app.ui import build_app, queued
+    from stiffviz.app.userdata import MAX_UPLOAD_BYTES
 
     app = queued(build_app())
-    _, url, _ = app.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True)
+    _, url, _ = app.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True,
+                           max_file_size=MAX_UPLOAD_BYTES)  # as app.py
     try:
         yield url
     finally:

@@ -5,14 +5,23 @@ from __future__ import annotations
 
 import math
 
+import gradio as gr
+import httpx
 import numpy as np
+import plotly.graph_objects as go
 import pytest
 import torch
+from gradio_client import Client, handle_file
 
-from stiffviz.app import userdata
-from stiffviz.app.userdata import MAX_POINTS, MAX_UPLOAD_BYTES, USER_DATA, parse_csv, points_from_drawing
+import app
+import stiffviz
+from stiffviz.app import render, ui, userdata
+from stiffviz.app.live import GUIDED, UNGUIDED
+from stiffviz.app.requests import DEFAULTS, available_models
+from stiffviz.app.userdata import CANVAS, MAX_POINTS, MAX_UPLOAD_BYTES, USER_DATA, parse_csv, points_from_drawing
 from stiffviz.errors import ParameterError
 from stiffviz.models.points import H_FLOOR, H_MAX, WEAK_SMOOTHING, point_denoiser
+from stiffviz.quality import quality_report
 
 RNG = np.random.default_rng(7)
 POINTS = RNG.normal(size=(40, 2)) * [3.0, 0.5] + [10.0, -4.0]  # off-centre and anisotropic, like raw data
@@ -101,8 +110,8 @@ def softmax_mean(points: np.ndarray, x: np.ndarray, variance: float) -> np.ndarr
 
 
 def tweedie(points: torch.Tensor, x: torch.Tensor, sigma: float, h: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """D = x + σ²∇log p_σ by autograd of log p_σ = logsumexp_n(−‖x − y_n‖²/(2V)) − log(2πV N), V = σ² + h²,
-    and its Jacobian ∂D/∂x by autograd again."""
+    """D = x + σ²∇log p_σ by autograd of log p_σ = logsumexp_n(−‖x − y_n‖²/(2V)) − log(2πV N),
+    V = σ² + h², and its Jacobian ∂D/∂x by autograd again."""
 
     def denoise(x: torch.Tensor) -> torch.Tensor:
         x = x.detach().requires_grad_(True) if not x.requires_grad else x
@@ -179,3 +188,156 @@ def test_a_large_drawing_is_subsampled_the_same_way_every_time():
 def test_an_empty_drawing_is_refused_by_name(image):
     with pytest.raises(ParameterError, match="^drawing: is empty"):
         points_from_drawing(image)
+
+
+# ---------------------------------------------------------------- the session's own model in the app
+def run_values(**changes) -> dict:
+    """The run handler's inputs by name: the page's defaults, small and without guidance unless changed."""
+    return DEFAULTS | dict(model=USER_DATA, steps=4, batch=64, seed=5, erk_on=False, compare=False) | changes
+
+
+def final_session(values: dict, user, models=None) -> tuple[list, object]:
+    frames = list(ui.run(**values, x_axis="step", user=user, models=models or available_models()))
+    return frames, frames[-1][-1]
+
+
+def test_a_run_on_the_visitors_data_streams_frames_like_the_library(one_thread):
+    user = userdata.build(POINTS, 0.05, "a test")
+    sizes = render.density_grid.cache_info().currsize, render.data_extent.cache_info().currsize
+    frames, session = final_session(run_values(), user)
+    assert len(frames) == 4 + 1  # a frame per step and one at the end
+    (run,) = session.runs.values()
+    assert run.error == "" and run.trace.status == "ok" and len(run.trace.steps) == 4
+    settings = dict(solver="heun", steps=4, schedule="karras", sigma_min=0.002, sigma_max=80.0, rho=7.0, batch=64,
+                    seed=5, eig=True)  # fmt: skip
+    samples, trace = stiffviz.sample(user.model, **settings)
+    torch.testing.assert_close(run.samples, samples)
+    np.testing.assert_allclose(run.trace.column("stiffness"), trace.column("stiffness"), rtol=1e-6)
+    assert np.isfinite(trace.column("eig_max")).all()  # the exact eigenpairs, every step
+    assert run.quality == quality_report(user.model, samples, None, 5)  # against its own points
+    assert set(run.quality) >= {"swd", "nll", "precision", "recall"}
+    views = [frame[1] for frame in frames if isinstance(frame[1], dict) and frame[1].get("value") is not None]
+    assert views and all(isinstance(view["value"], go.Figure) for view in views)  # the particle view
+    # nothing of the visitor's model stayed in the page's server-wide caches
+    assert (render.density_grid.cache_info().currsize, render.data_extent.cache_info().currsize) == sizes
+
+
+def test_autoguidance_uses_the_smoothed_twin_and_the_limits_are_the_toys(one_thread):
+    user = userdata.build(POINTS, 0.0, "a test")
+    _, session = final_session(run_values(autoguidance=2.0, compare=True, steps=2), user)
+    assert [run.label for run in session.runs.values()] == [GUIDED, UNGUIDED]
+    settings = dict(steps=2, batch=64, seed=5, eig=True)
+    guided, _ = stiffviz.sample(user.model, autoguidance=2.0, **settings)
+    torch.testing.assert_close(session.runs[GUIDED].samples, guided)
+    torch.testing.assert_close(session.runs[UNGUIDED].samples, stiffviz.sample(user.model, **settings)[0])
+    refused, _ = final_session(run_values(batch=4097), user)
+    assert "batch: must be an integer in [1, 4096] for the model your data" in refused[0][0]
+
+
+def test_sessions_do_not_see_each_others_data(one_thread):
+    mine, theirs = userdata.build(POINTS, 0.0, "mine"), userdata.build(-POINTS[:7] * 100, 0.0, "theirs")
+    refused, _ = final_session(run_values(), None)  # a session without data: no such model
+    offered = refused[0][0].split(", got")[0]
+    assert offered.startswith("⚠️ model: must be one of tree") and USER_DATA not in offered
+    _, first = final_session(run_values(), mine)
+    _, second = final_session(run_values(), theirs)
+    _, again = final_session(run_values(), mine)
+    y = torch.tensor(standardised(POINTS))
+    nearest = lambda samples, data: torch.cdist(samples.double(), data).min(1).values  # noqa: E731
+    assert nearest(first.runs["run"].samples, y).max() < 1e-3  # h = 0: the samples are its points
+    assert nearest(second.runs["run"].samples, torch.tensor(standardised(-POINTS[:7] * 100))).max() < 1e-3
+    torch.testing.assert_close(again.runs["run"].samples, first.runs["run"].samples)
+
+
+def test_the_dropdown_offers_the_data_in_its_session_only():
+    server = available_models()
+    state, dropdown, note, session = userdata.load_csv(None, 0.0, server)
+    assert note == "⚠️ file: is missing: upload a CSV file of 2-D points"
+    updates = ui.on_model_change(USER_DATA, "karras", None, models=server)
+    offered = updates[-1].split(", got")[0]
+    assert offered.startswith("⚠️ model: must be one of tree") and USER_DATA not in offered
+    user = userdata.build(POINTS, 0.1, "a test")
+    cls, cfg, autoguidance, steps, batch, eig, *_, schedule, note = ui.on_model_change(USER_DATA, "karras", user,
+                                                                                      models=server)  # fmt: skip
+    assert note == f"Limits for **{USER_DATA}**: at most 200 steps and a batch of 4096."
+    assert cls["interactive"] is False and cfg["interactive"] is False and autoguidance["interactive"] is True
+    assert eig["value"] is True  # exact eigenpairs
+
+
+def test_loading_data_selects_it_and_drops_the_runs_of_other_data(tmp_path):
+    server = available_models()
+    path = tmp_path / "points.csv"
+    path.write_bytes(csv_bytes(POINTS))
+    user, dropdown, note, session = userdata.load_csv({"path": str(path), "orig_name": "mine.csv"}, 0.25, server)
+    assert dropdown["value"] == USER_DATA and dropdown["choices"] == [*server, USER_DATA]
+    assert session is None and note.startswith(f"**{USER_DATA}**: 40 points from the file mine.csv")
+    np.testing.assert_array_equal(user.points, POINTS)
+    assert user.bandwidth == 0.25 and user.model.session_only
+    wider = userdata.set_bandwidth(user, 0.5, server)[0]
+    assert wider.bandwidth == 0.5 and wider.points is user.points
+    *_, note, _ = userdata.set_bandwidth(user, 3.0, server)
+    assert note.startswith(f"⚠️ bandwidth: must be a number in [0, {H_MAX:g}], got 3.0")
+    path.write_bytes(b"x,y\n1,1\n1,1\n")
+    state, dropdown, note, session = userdata.load_csv({"path": str(path)}, 0.0, server)
+    assert note.startswith("⚠️ points: all 2 points are equal (degenerate")
+    assert all(isinstance(value, type(gr.skip())) for value in (state, dropdown, session))  # nothing changed
+
+
+def test_a_drawing_becomes_the_sessions_data():
+    image = np.zeros((CANVAS, CANVAS, 4), dtype=np.uint8)  # transparent
+    image[100:110, 20:200] = [0, 0, 0, 255]  # a black bar
+    user, dropdown, note, _ = userdata.load_drawing({"composite": image, "layers": []}, 0.0, available_models())
+    assert len(user.points) == 10 * 180 and "points from the drawing" in note
+    *_, note, _ = userdata.load_drawing({"composite": np.zeros((CANVAS, CANVAS, 4))}, 0.0, available_models())
+    assert note == "⚠️ drawing: is empty: draw some strokes first"
+
+
+# ---------------------------------------------------------------- served: uploads through the API
+@pytest.fixture(scope="module")
+def served():
+    """The app as ``app.py`` launches it (its own launch settings), on a free port without blocking."""
+    started = []
+    launch = gr.Blocks.launch
+
+    def serve(self, **settings):
+        started.append((self, settings))
+        return launch(self, **settings | dict(server_port=None, prevent_thread_lock=True, quiet=True))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(gr.Blocks, "launch", serve)
+        assert app.main(["--host", "127.0.0.1"]) == 0
+    (blocks, settings), = started
+    try:
+        yield blocks.local_url, settings
+    finally:
+        blocks.close()
+
+
+def test_the_server_refuses_an_upload_over_the_limit(served):
+    url, settings = served
+    assert settings["max_file_size"] == MAX_UPLOAD_BYTES
+    for size, status in ((MAX_UPLOAD_BYTES, 200), (MAX_UPLOAD_BYTES + 1, 413)):
+        reply = httpx.post(url.rstrip("/") + "/gradio_api/upload", files={"files": ("p.csv", b"1" * size)})
+        assert reply.status_code == status, reply.text
+    assert f"maximum allowed size of {MAX_UPLOAD_BYTES} bytes" in reply.text
+
+
+def test_a_csv_upload_through_the_api_runs_in_that_session_only(served, tmp_path):
+    url, _ = served
+    good, one, binary = tmp_path / "points.csv", tmp_path / "one.csv", tmp_path / "picture.csv"
+    good.write_bytes(csv_bytes(POINTS))
+    one.write_bytes(b"x,y\n3,4\n")
+    binary.write_bytes(bytes(range(256)))
+    visitor, other = Client(url, verbose=False), Client(url, verbose=False)
+    _, note = visitor.predict(handle_file(str(binary)), 0.0, api_name="/load_csv")
+    assert note == "⚠️ file: is not a CSV text file (it is not UTF-8 text: binary data?)"
+    _, note = visitor.predict(handle_file(str(one)), 0.0, api_name="/load_csv")
+    assert note == "⚠️ points: has 1 point; a data set needs at least two distinct points"
+    _, note = visitor.predict(handle_file(str(good)), 0.0, api_name="/load_csv")
+    assert note.startswith(f"**{USER_DATA}**: 40 points from the file points.csv")
+    values = run_values(steps=3, batch=32)
+    outputs = list(visitor.submit(**values, x_axis="step", api_name="/run"))
+    assert len(outputs) == 3 + 1 and "— done" in outputs[-1][0]
+    refused = other.predict(**values, x_axis="step", api_name="/run")  # another session: no such model
+    assert refused[0].split(", got")[0].startswith("⚠️ model: must be one of tree")
+    assert USER_DATA not in refused[0].split(", got")[0]

@@ -124,8 +124,11 @@ def points_from_drawing(image: np.ndarray | None) -> np.ndarray:
 
 
 def build(points: np.ndarray, bandwidth: Any, source: str) -> UserData:
-    """The visitor's :class:`UserData`: ``points`` and the exact denoiser named ``USER_DATA`` with bandwidth h."""
-    return UserData(points, source, point_denoiser(points, bandwidth, USER_DATA))
+    """The visitor's :class:`UserData`: ``points`` and the exact denoiser named ``USER_DATA`` with
+    bandwidth h, marked ``session_only`` (the page's drawing code then keeps it in no server-wide cache)."""
+    model = point_denoiser(points, bandwidth, USER_DATA)
+    model.session_only = True
+    return UserData(points, source, model)
 
 
 def models_for(server_models: list[str], user: UserData | None) -> list[str]:
@@ -195,7 +198,8 @@ def block(server_models: list[str], model_dropdown: gr.Dropdown, session: gr.Sta
         gr.Markdown(f"Upload a CSV of 2-D points (two numeric columns x, y, an optional header, 2 to "
                     f"{MAX_POINTS:,} rows, at most {MAX_UPLOAD_BYTES // 1000:,} kB) or draw points, then pick "
                     f"**{USER_DATA}**: its exact denoiser is the points' mixture, each point smoothed by h "
-                    f"(h = 0: the empirical mixture). Standardised to mean 0 and spread 1; kept for this page only.")  # fmt: skip
+                    "(h = 0: the empirical mixture). Standardised to mean 0 and spread 1; kept for this "
+                    "page only.")  # fmt: skip
         with gr.Tab("CSV"):
             upload = gr.File(label="CSV file", file_types=[".csv", ".txt"], type="filepath", elem_id="data-file")
         with gr.Tab("draw"):
