@@ -9,7 +9,8 @@ import torch
 import stiffviz
 from stiffviz.app.live import GUIDED, UNGUIDED, pictures, results_rows, step_status, stream_session
 from stiffviz.app.requests import (
-    DEFAULTS, INPUTS, MAX_PROMPT, ModelLimits, available_models, limits_for, nfe_text, parse_request, size_limits,
+    DEFAULTS, INPUTS, MAX_PROMPT, ModelLimits, Request, available_models, limits_for, nfe_text, parse_request,
+    size_limits,
 )  # fmt: skip
 from stiffviz.models.base import sigma_per_sample
 from stiffviz.schedules import karras
@@ -228,7 +229,8 @@ def test_a_diverging_run_keeps_its_steps_and_says_where():
 
 
 def test_an_error_in_the_run_ends_the_session_with_its_message():
-    req = request(model="rings", cls="A", erk_on=False)
+    checked = request(model="rings", erk_on=False)
+    req = Request(checked.model, checked.settings | dict(cls="A"), checked.compare)  # refused by the sampler itself
     sessions = list(stream_session(req))
     assert len(sessions) == 1 and "class" in sessions[0].runs["run"].error
     assert "stopped: class" in step_status(sessions[0])

@@ -15,8 +15,8 @@ from test_live import FAKE, TextLatentModel
 import app
 import stiffviz
 from stiffviz.app import ui
-from stiffviz.app.live import GUIDED, UNGUIDED
-from stiffviz.app.requests import DEFAULTS, INPUTS, available_models, limits_for, size_limits
+from stiffviz.app.live import GUIDED, UNGUIDED, stream_session
+from stiffviz.app.requests import DEFAULTS, INPUTS, Request, available_models, limits_for, size_limits
 from stiffviz.app.plots import CHARTS
 from stiffviz.app.render import image_grid
 
@@ -76,8 +76,11 @@ def test_scrub_shows_recorded_states_without_recomputing(default_frames, monkeyp
     particles = view_a["value"].data[-1]
     np.testing.assert_array_equal(np.array(particles.x), session.runs[GUIDED].states[2][:, 0].numpy())
     np.testing.assert_array_equal(np.array(view_b["value"].data[-1].y), session.runs[UNGUIDED].states[2][:, 1].numpy())
-    assert "step 6 of 6" in ui.scrub(session, 99)[0]  # clamped to the last step
-    assert ui.scrub(None, 3) == (ui.gr.skip(),) * 5
+    assert "step 6 of 6" in ui.scrub(session, 6)[0]
+    with pytest.raises(ui.gr.Error, match=r"step: must be an integer in \[0, 6\] \(the recorded steps\), got 99"):
+        ui.scrub(session, 99)  # refused, not clamped
+    with pytest.raises(ui.gr.Error, match="step: run the sampler first"):
+        ui.scrub(None, 3)
 
 
 def test_redraw_switches_the_x_axis(default_frames):
@@ -144,10 +147,11 @@ def test_export_writes_the_runs_files(default_frames, tmp_path):
     loaded = stiffviz.Trace.from_json(guided_json)
     np.testing.assert_array_equal(loaded.column("lte"), session.runs[GUIDED].trace.column("lte"))
     assert json.loads(open(guided_json).read())["config"]["erk_guid"] == DEFAULTS["erk_guid"]
-    with pytest.raises(ui.gr.Error, match="Run the sampler first"):
+    with pytest.raises(ui.gr.Error, match="export: run the sampler first"):
         ui.export(None)
-    failed = list(ui.run(*inputs(model="rings", cls="A")))[-1][SESSION]  # stopped by an error: no samples
-    with pytest.raises(ui.gr.Error, match="No run finished.*class"):
+    rings = ui.parse_request(DEFAULTS | dict(model="rings"), available_models())
+    failed = list(stream_session(Request("rings", rings.settings | dict(cls="A"), False)))[-1]  # refused by the sampler
+    with pytest.raises(ui.gr.Error, match="export: no run finished.*class"):
         ui.export(failed)
 
 

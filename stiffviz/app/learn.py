@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import teaching
 from ..teaching import MAX_STEPS, TEACHING_SOLVERS, AlignmentSweep, ScalarExample, StiffSystemExample
+from .requests import real
 from .teaching_plots import (
     alignment_figure, complex_text, growth_figure, modes_stability_figure, phase_figure, solution_figure, sweep_figure,
     z_stability_figure,
@@ -126,8 +127,8 @@ def _stiff_summary(ex: StiffSystemExample, sw: AlignmentSweep) -> str:
 def learn_test_equation(lam_re: float, lam_im: float, h: float, steps: int, solver: str) -> Outputs:
     """(solution figure, growth figure, stability figure, Markdown summary) for y' = λy, λ = lam_re + i·lam_im."""
     try:
-        lam = complex(teaching.as_number("lam_re", lam_re), teaching.as_number("lam_im", lam_im))
-        ex = teaching.test_equation(lam, h, steps, solver)
+        lam = complex(real("lam_re", lam_re), real("lam_im", lam_im))
+        ex = teaching.test_equation(lam, real("h", h), real("steps", steps), solver)
     except ValueError as error:  # ParameterError is a ValueError
         return _failed(error, 3)
     return solution_figure(ex), growth_figure(ex), z_stability_figure(ex), _scalar_summary(ex)
@@ -137,7 +138,9 @@ def learn_stiff_system(lam_stiff: float, lam_slow: float, angle_deg: float, h: f
     """(phase plane, alignment chart, stability figure, sweep over h, Markdown summary) for y' = My;
     ``angle_deg`` in degrees."""
     try:
-        angle = math.radians(teaching.as_number("angle_deg", angle_deg))
+        angle = math.radians(real("angle_deg", angle_deg))
+        lam_stiff, lam_slow, h, steps = (real(name, value) for name, value in
+                                         (("lam_stiff", lam_stiff), ("lam_slow", lam_slow), ("h", h), ("steps", steps)))
         ex = teaching.stiff_system(lam_stiff, lam_slow, angle, h, steps, solver)
         sw = teaching.alignment_sweep(lam_stiff, lam_slow, angle, h, steps, solver)
     except ValueError as error:

@@ -24,8 +24,9 @@ element); networks under SMALL_NETWORK = 10⁶ parameters may take twice the ste
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from ..config import MODEL_SCHEDULE
 from ..errors import ParameterError
@@ -75,6 +76,7 @@ INPUT_RANGES: dict[str, tuple[float, float, bool]] = {
     "stein_gamma_max": (-10.0, 10.0, False),
     "stein_sigma_max": (0.0, 500.0, False),  # SteinDiff acts only at σ ≤ this (500: at every σ)
 }
+FLAGS = ("erk_on", "stein_on", "eig", "lte_ref", "lipschitz", "compare")  # checkboxes: true or false only
 # The page's inputs, in the order of the run endpoint's arguments.
 INPUTS = ("model", "prompt", "negative_prompt", "cls", "cfg", "autoguidance", "solver", "steps", "schedule",
           "sigma_min", "sigma_max", "rho", "erk_on", "erk_guid", "erk_con", "stein_on", "stein_probes",
@@ -126,26 +128,66 @@ def schedules_for(model) -> list[str]:
     return list(SCHEDULES) + ([MODEL_SCHEDULE] if hasattr(model, "model_sigmas") else [])
 
 
+def shown(value: Any) -> str:
+    """``value`` as a message shows it: its repr cut to 40 characters, "(text)" for text (so "5" is
+    told from 5), and an integer of hundreds of digits as its number of digits."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**30:
+        digits = len(str(abs(value))) if value.bit_length() < 14_000 else "over 4,000"  # str() stops at 4,300 digits
+        return f"an integer of {digits} digits"
+    text = repr(value)
+    text = text if len(text) <= 40 else text[:39] + "…"
+    return text + {str: " (text)", list: " (a list)", dict: " (a dict)"}.get(type(value), "")
+
+
+def number(name: str, value: Any, low: float, high: float, integer: bool, context: str = "") -> float | int:
+    """``value`` as a number in [low, high] (an integer where ``integer``), else :class:`ParameterError`
+    naming ``name`` and the range. Only real numbers are numbers: text ("5"), true/false and
+    nothing are refused, not converted; an integer of any size is compared exactly, never
+    overflowing; a float with a fraction is refused where an integer is wanted (3.5 is not 3)."""
+    kind = f"an integer in [{int(low)}, {int(high)}]" if integer else f"a number in [{low:g}, {high:g}]"
+    refused = ParameterError(name, f"must be {kind}{context}, got {shown(value)}")
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise refused
+    if isinstance(value, numbers.Integral):
+        if not low <= int(value) <= high:
+            raise refused
+        return int(value) if integer else float(value)
+    number = float(value)
+    if not math.isfinite(number) or not low <= number <= high or (integer and number != int(number)):
+        raise refused
+    return int(number) if integer else number
+
+
+def real(name: str, value: Any) -> float:
+    """``value`` as a finite float: a real number (not text, not true/false) within a float's range."""
+    try:
+        finite = not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(float(value))
+    except OverflowError:  # an integer beyond 1.8e308
+        finite = False
+    if not finite:
+        raise ParameterError(name, f"must be a finite number, got {shown(value)}")
+    return float(value)
+
+
+def flag(name: str, value: Any) -> bool:
+    """A checkbox's value: only true or false (the text "false" is refused, not read as true)."""
+    if not isinstance(value, bool):
+        raise ParameterError(name, f"must be true or false (a checkbox), got {shown(value)}")
+    return value
+
+
+def choice(name: str, value: Any, choices: Sequence[str]) -> str:
+    """``value`` if it is one of ``choices`` (text, compared exactly), else :class:`ParameterError`."""
+    if not isinstance(value, str) or value not in choices:
+        raise ParameterError(name, f"must be one of {', '.join(choices)}, got {shown(value)}")
+    return value
+
+
 def _number(name: str, value: Any, limits: ModelLimits) -> float | int:
     """``value`` as a number within its range (steps and batch: within the model's limits)."""
     low, high, integer = INPUT_RANGES[name]
     high = {"steps": limits.max_steps, "batch": limits.max_batch}.get(name, high)
-    kind = f"an integer in [{int(low)}, {int(high)}]" if integer else f"a number in [{low:g}, {high:g}]"
-    if name in ("steps", "batch"):
-        kind += f" for the model {limits.name}"
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ParameterError(name, f"must be {kind}, got {value!r}") from None
-    if not math.isfinite(number) or not low <= number <= high or (integer and number != int(number)):
-        raise ParameterError(name, f"must be {kind}, got {value!r}")
-    return int(number) if integer else number
-
-
-def _choice(name: str, value: Any, choices: list[str]) -> str:
-    if value not in choices:
-        raise ParameterError(name, f"must be one of {', '.join(choices)}, got {value!r}")
-    return value
+    return number(name, value, low, high, integer, f" for the model {limits.name}" if name in ("steps", "batch") else "")
 
 
 @dataclass(frozen=True)
@@ -169,11 +211,22 @@ class Request:
 def _prompt(name: str, value: Any, model, model_name: str) -> str:
     """A prompt as text: at most ``MAX_PROMPT`` characters, empty unless the model reads text."""
     text = "" if value is None else value
-    if not isinstance(text, str) or len(text) > MAX_PROMPT:
-        raise ParameterError(name, f"must be text of at most {MAX_PROMPT} characters, got {len(str(text))} characters")
+    if not isinstance(text, str):
+        raise ParameterError(name, f"must be text of at most {MAX_PROMPT} characters, got {shown(value)}")
+    if len(text) > MAX_PROMPT:
+        raise ParameterError(name, f"must be text of at most {MAX_PROMPT} characters, got {len(text)} characters")
     if text and not getattr(model, "text_conditioned", False):
         raise ParameterError(name, f"the model {model_name} is not text-conditioned; leave the prompt empty")
     return text
+
+
+def _class(value: Any, model, model_name: str) -> str | None:
+    """The class: one of the model's class names, or none (``NO_CLASS``, "" or nothing)."""
+    if value is None or value in ("", NO_CLASS):
+        return None
+    if not model.classes:
+        raise ParameterError("cls", f"the model {model_name} has no classes; use {NO_CLASS}, got {shown(value)}")
+    return choice("cls", value, [NO_CLASS, *model.classes])
 
 
 def parse_request(values: Mapping[str, Any], models: list[str], lookup: Callable[[str], Any] = load_model) -> Request:
@@ -185,23 +238,23 @@ def parse_request(values: Mapping[str, Any], models: list[str], lookup: Callable
     missing = [name for name in INPUTS if name not in values]
     if missing:
         raise ParameterError(missing[0], "is missing from the request")
-    name = _choice("model", values["model"], models)
+    name = choice("model", values["model"], models)
     model = lookup(name)
     limits = limits_for(name, model)
-    numbers = {key: _number(key, values[key], limits) for key in INPUT_RANGES}
+    numeric = {key: _number(key, values[key], limits) for key in INPUT_RANGES}
     prompts = {key: _prompt(key, values[key], model, name) for key in ("prompt", "negative_prompt")}
-    _choice("solver", values["solver"], list(SOLVERS))
-    _choice("schedule", values["schedule"], schedules_for(model))
-    cls = values["cls"]
+    choice("solver", values["solver"], list(SOLVERS))
+    choice("schedule", values["schedule"], schedules_for(model))
+    flags = {key: flag(key, values[key]) for key in FLAGS}
     settings = dict(
-        solver=values["solver"], schedule=values["schedule"], cls=None if cls in (None, "", NO_CLASS) else cls,
-        erk_guid=numbers["erk_guid"] if values["erk_on"] else None, stein=bool(values["stein_on"]),
-        eig=bool(values["eig"]), lte_ref=bool(values["lte_ref"]), lipschitz=bool(values["lipschitz"]),
-        **{key: numbers[key] for key in INPUT_RANGES if key != "erk_guid"},
+        solver=values["solver"], schedule=values["schedule"], cls=_class(values["cls"], model, name),
+        erk_guid=numeric["erk_guid"] if flags["erk_on"] else None, stein=flags["stein_on"],
+        eig=flags["eig"], lte_ref=flags["lte_ref"], lipschitz=flags["lipschitz"],
+        **{key: numeric[key] for key in INPUT_RANGES if key != "erk_guid"},
     )  # fmt: skip
     if getattr(model, "text_conditioned", False):
         settings.update(prompt=prompts["prompt"], negative_prompt=prompts["negative_prompt"] or None)
-    return Request(name, settings, bool(values["compare"]))
+    return Request(name, settings, flags["compare"])
 
 
 def nfe_text(solver: str, steps: Any, cfg: Any = 1.0, autoguidance: Any = 1.0) -> str:
@@ -210,7 +263,7 @@ def nfe_text(solver: str, steps: Any, cfg: Any = 1.0, autoguidance: Any = 1.0) -
     try:
         nfe = nfe_for(solver, int(steps))
         calls = 1 + (float(cfg) != 1.0) + (float(autoguidance) != 1.0)
-    except (ParameterError, TypeError, ValueError):
+    except (ParameterError, TypeError, ValueError, OverflowError):
         return "NFE: —"
     guided = f" × {calls} model calls per evaluation (guidance)" if calls > 1 else ""
     return f"**NFE = {nfe}**{guided}"

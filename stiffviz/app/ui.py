@@ -26,15 +26,15 @@ from ..config import MODEL_SCHEDULE
 from ..errors import ParameterError
 from ..models import list_models, load_model
 from ..solvers import SOLVERS
-from . import frames
+from . import api, frames
 from .frames import OUTPUT_COUNT, X_AXES
 from .learn import build_learn_tab
 from .live import Session, step_status, stream_session
 from .plots import CHARTS
 from .report import write_exports
 from .requests import (
-    DEFAULTS, INPUT_RANGES, INPUTS, MAX_PROMPT, NO_CLASS, ModelLimits, available_models, limits_for, limits_table,
-    nfe_text, parse_request, schedules_for,
+    DEFAULTS, INPUT_RANGES, INPUTS, MAX_PROMPT, NO_CLASS, ModelLimits, available_models, choice, limits_for,
+    limits_table, nfe_text, number, parse_request, schedules_for,
 )  # fmt: skip
 
 CONCURRENCY_LIMIT = 2  # runs at once per event; more requests wait in the queue
@@ -65,15 +65,21 @@ def _limits(name: str) -> ModelLimits:
 
 
 # ---------------------------------------------------------------- event handlers
-def run(*values: Any, models: list[str] | None = None) -> Iterator[tuple]:
-    """The run button: check the inputs (``INPUTS`` order, then the x axis), stream the session.
+def run(model: str, prompt: str, negative_prompt: str, cls: str, cfg: float, autoguidance: float, solver: str,
+        steps: int, schedule: str, sigma_min: float, sigma_max: float, rho: float, erk_on: bool, erk_guid: float,
+        erk_con: float, stein_on: bool, stein_probes: int, stein_gamma_min: float, stein_gamma_max: float,
+        stein_sigma_max: float, eig: bool, lte_ref: bool, lipschitz: bool, seed: int, batch: int, compare: bool,
+        x_axis: str, *, models: list[str] | None = None) -> Iterator[tuple]:  # fmt: skip
+    """Sample with the settings and stream the run: a frame after every step (status, views, charts, results).
 
-    A rejected input yields one message naming the parameter and its limit; a diverged run
-    shows its steps up to the divergence and says where and why it stopped.
+    The parameters are the page's inputs (``INPUTS``, then the chart's x axis), each checked on
+    the server: a rejected value yields one message naming the parameter and its limit; a diverged
+    run shows its steps up to the divergence and says where and why it stopped.
     """
-    *inputs, x_axis = values
+    values = {name: value for name, value in locals().items() if name in INPUTS}
     try:
-        request = parse_request(dict(zip(INPUTS, inputs)), models or available_models(), _model)
+        choice("x_axis", x_axis, list(X_AXES))
+        request = parse_request(values, models or available_models(), _model)
         model = _model(request.model)
         finished: dict = {}
         for session in stream_session(request, model):
@@ -82,31 +88,46 @@ def run(*values: Any, models: list[str] | None = None) -> Iterator[tuple]:
         yield frames.message(str(err))
 
 
-def scrub(session: Session | None, k: Any) -> tuple:
+NO_RUN_YET = "run the sampler first (the Run button, or the /run endpoint in the same session):"
+
+
+def _checked(check, *args):
+    """``check(*args)`` with its :class:`ParameterError` raised as a :class:`gr.Error` (the same message)."""
+    try:
+        return check(*args)
+    except ParameterError as err:
+        raise gr.Error(str(err), print_exception=False) from None
+
+
+def scrub(session: Session | None, step: Any) -> tuple:
     """The step slider: the state and x0 preview at step k of the recorded runs (no resampling;
     a latent model's VAE pictures are decoded once and kept in the session, which is returned
-    so the cache survives a ZeroGPU worker)."""
+    so the cache survives a ZeroGPU worker). Before a finished run, or a step beyond the
+    recorded ones, a :class:`gr.Error` names the step."""
     if session is None or not session.runs or not session.done:
-        return (gr.skip(),) * 5
-    k = max(0, min(int(k), session.steps_done))
+        raise gr.Error(f"step: {NO_RUN_YET} there are no recorded steps to show yet.", print_exception=False)
+    k = _checked(number, "step", step, 0, session.steps_done, True, " (the recorded steps)")
     model = _model(session.request.model)
     return (frames.with_note(step_status(session, k), model), *frames.views(session, model, k), session)
 
 
 def redraw(session: Session | None, x_axis: str) -> list:
-    """The x-axis toggle: the charts again against step or log σ."""
+    """The x-axis toggle: the charts again against step or log σ (before a run: a message the
+    page does not pop up, as the toggle may be clicked first; an API caller gets it)."""
+    _checked(choice, "x_axis", x_axis, list(X_AXES))
     if session is None or not session.runs:
-        return [gr.skip()] * len(CHARTS)
+        raise gr.Error(f"x_axis: {NO_RUN_YET} there are no charts to redraw yet.", visible=False,
+                       print_exception=False)
     return frames.charts(session, x_axis)
 
 
 def export(session: Session | None) -> Any:
     """The export button: trace JSON and CSV, samples and an HTML report of every finished run."""
     if session is None or not session.done:
-        raise gr.Error("Run the sampler first: there is nothing to export yet.")
+        raise gr.Error(f"export: {NO_RUN_YET} there is nothing to export yet.", print_exception=False)
     finished = {label: run for label, run in session.runs.items() if run.samples is not None}
     if not finished:
-        raise gr.Error("No run finished, so there is nothing to export: " + step_status(session))
+        raise gr.Error("export: no run finished, so there is nothing to export: " + step_status(session))
     directory = Path(tempfile.mkdtemp(prefix="stiffviz-"))
     return [str(path) for path in write_exports(finished, directory, _model(session.request.model))]
 
@@ -159,7 +180,7 @@ def build_app(*server_models: str) -> gr.Blocks:
     models = available_models(*server_models)
     latent = any(getattr(_model(name), "latent", False) for name in server_models)  # loads each one now
     default_limits = _limits(DEFAULTS["model"])
-    with gr.Blocks(title="stiffviz") as app:
+    with api.Blocks(title="stiffviz") as app:
         gr.Markdown(INTRO)
         session = gr.State(None)
         with gr.Tab("Sampler"):
@@ -200,8 +221,8 @@ def build_app(*server_models: str) -> gr.Blocks:
                          concurrency_limit=CONCURRENCY_LIMIT, preprocess=False)  # fmt: skip
         # A latent model's VAE decodes when scrubbing: on ZeroGPU that needs the GPU too.
         step.input(_gpu(scrub) if latent else scrub, [session, step], [status, view_a, view_b, gallery, session],
-                   api_name="scrub", trigger_mode="always_last")  # fmt: skip
-        x_axis.change(redraw, [session, x_axis], charts, api_name="redraw")
+                   api_name="scrub", trigger_mode="always_last", preprocess=False)  # fmt: skip
+        x_axis.change(redraw, [session, x_axis], charts, api_name="redraw", preprocess=False)
         export_button.click(export, [session], files, api_name="export")
         model_outputs = [c[name] for name in ("cls", "cfg", "autoguidance", "steps", "batch", "eig", "prompt",
                                               "negative_prompt", "schedule")] + [limits_note]  # fmt: skip
