@@ -245,6 +245,7 @@ def test_sessions_do_not_see_each_others_data(one_thread):
     y = torch.tensor(standardised(POINTS))
     nearest = lambda samples, data: torch.cdist(samples.double(), data).min(1).values  # noqa: E731
     assert nearest(first.runs["run"].samples, y).max() < 1e-3  # h = 0: the samples are its points
+    assert set(first.runs["run"].quality) == {"swd", "precision", "recall"}  # point masses: no density, no NLL
     assert nearest(second.runs["run"].samples, torch.tensor(standardised(-POINTS[:7] * 100))).max() < 1e-3
     torch.testing.assert_close(again.runs["run"].samples, first.runs["run"].samples)
 

@@ -11,10 +11,11 @@ under noise σ, p_σ = (1/N) Σ_n N(x; y_n, (σ² + h²)I), so with V = σ² + h
 which at h = 0 is the empirical mixture's D = Σ_n r_n y_n. The model is a
 :class:`GaussianMixtureDenoiser` with covariances h²I, so the exact score, log-density, Hessian
 and Jacobians (every diagnostic's ground truth) come with it. Its covariances must be
-positive definite and bare points have no finite clean density (the NLL of the quality
-report needs one), so h = 0 is taken as h = ``H_FLOOR`` = 10⁻⁶: the responsibilities are then
+positive definite, so h = 0 is taken as h = ``H_FLOOR`` = 10⁻⁶: the responsibilities are then
 the empirical mixture's at √(σ² + 10⁻¹²) instead of σ, and the step toward their mean is
 σ²/(σ² + 10⁻¹²) of it, both changes below 10⁻⁴ relative for σ ≥ 10⁻⁴ (the app's smallest σ_min).
+The clean data of h = 0 are point masses, which have no density: such a model says so
+(``discrete``), and the quality report gives it no NLL (the floor's would only measure 10⁻⁶).
 Its Autoguidance twin (``weak``) is the same points smoothed by √(h² + ``WEAK_SMOOTHING``²).
 """
 
@@ -77,13 +78,13 @@ def _mixture(y: torch.Tensor, h: float, name: str) -> GaussianMixtureDenoiser:
 def point_denoiser(points: np.ndarray, bandwidth: float = 0.0, name: str = "points") -> GaussianMixtureDenoiser:
     """The exact denoiser of ``points`` (N, 2), standardised and smoothed by ``bandwidth`` h (module docstring).
 
-    The model keeps ``mean`` and ``scale`` (the original coordinates are ``mean + scale·y``) and
-    ``bandwidth``; ``weak`` is its Autoguidance twin.
+    The model keeps ``mean`` and ``scale`` (the original coordinates are ``mean + scale·y``),
+    ``bandwidth`` and ``discrete`` (h = 0: point masses, no clean density); ``weak`` is its Autoguidance twin.
     """
     h = check_bandwidth(bandwidth)
     y, mean, scale = standardise(points)
     data = torch.tensor(y, dtype=torch.float64)
     model = _mixture(data, h, name)
     model.weak = _mixture(data, math.hypot(h, WEAK_SMOOTHING), name + "-weak")
-    model.mean, model.scale, model.bandwidth = mean, scale, h
+    model.mean, model.scale, model.bandwidth, model.discrete = mean, scale, h, h == 0.0
     return model
