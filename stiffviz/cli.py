@@ -17,7 +17,7 @@ from .config import DTYPES, MAX_BATCH, MAX_STEPS, MODEL_SCHEDULE, SampleConfig
 from .diagnostics.ground_truth import EIG_METHODS
 from .errors import ParameterError
 from .models import list_models, load_model
-from .quality import quality_report
+from .quality import not_available, quality_report
 from .sampler import sample
 from .schedules import SCHEDULES
 from .solvers import SOLVERS
@@ -114,7 +114,9 @@ def format_summary(trace: Trace, quality: dict) -> str:
     lines.append(f"NFE {s['nfe']}   median stiffness {_fmt(s['median_stiffness'])}   "
                  f"median z {_fmt(s['median_stiffness_z'])}   median LTE {_fmt(s['median_lte'])}")  # fmt: skip
     if quality:
-        lines.append("quality  " + "   ".join(f"{k} {v:.4f}" for k, v in quality.items()))
+        lines.append("quality  " + "   ".join(f"{k} {'n/a' if v is None else f'{v:.4f}'}" for k, v in quality.items()))
+        if note := not_available(quality, c["batch"]):
+            lines.append(f"n/a: {note}")
     return "\n".join(lines)
 
 
@@ -139,6 +141,8 @@ def run_sample(args: argparse.Namespace) -> int:
     quality = quality_report(model, samples, settings["cls"], args.seed) if args.metrics and trace.status == "ok" else {}
     trace.summary.update(quality)
     print(format_summary(trace, quality))
+    if args.metrics and trace.status != "ok":
+        print("quality  n/a: the run diverged; its last finite state is not a sample to measure")
     print(f"wall time {wall:.3f} s", file=sys.stderr)
     if args.trace_out:
         (trace.to_csv if args.trace_out.endswith(".csv") else trace.to_json)(args.trace_out)

@@ -18,11 +18,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .metrics import knn_precision_recall
+from .errors import ParameterError
+from .metrics import KNN_K, knn_precision_recall
 
 TRAIN_SEED = 0
 TRAIN_EPOCHS = 200
 AUGMENT_NOISE = 0.1
+FD_MIN_SAMPLES = 2  # a covariance needs two feature vectors
 
 
 class DigitsClassifier(nn.Module):
@@ -71,7 +73,11 @@ def digits_classifier() -> DigitsClassifier:
 
 
 def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
-    """FD between Gaussian fits of feature sets a (N, k) and b (M, k), in float64."""
+    """FD between Gaussian fits of feature sets a (N, k) and b (M, k), in float64 (N, M ≥ 2)."""
+    for name, features in (("a", a), ("b", b)):
+        if len(features) < FD_MIN_SAMPLES:
+            raise ParameterError(name, f"has {len(features)} feature vectors but a covariance needs at least "
+                                       f"{FD_MIN_SAMPLES}")  # fmt: skip
     a, b = a.double(), b.double()
     mean_a, mean_b = a.mean(0), b.mean(0)
     cov_a, cov_b = torch.cov(a.T), torch.cov(b.T)
@@ -81,15 +87,18 @@ def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((mean_a - mean_b).square().sum() + cov_a.trace() + cov_b.trace() - 2 * middle)
 
 
-def image_quality(samples: torch.Tensor, reference: torch.Tensor, cond: int | None = None) -> dict:
+def image_quality(samples: torch.Tensor, reference: torch.Tensor, cond: int | None = None) -> dict[str, float | None]:
     """Accuracy (class-conditional runs only), Fréchet distance and k-NN precision/recall in
-    the classifier's feature space, of ``samples`` against real ``reference`` images."""
+    the classifier's feature space, of ``samples`` against real ``reference`` images.
+
+    A measure that too few samples cannot give is None: FD below ``FD_MIN_SAMPLES``,
+    precision and recall below ``KNN_K + 1``."""
     net = digits_classifier()
     with torch.no_grad():
         fake, real = net.features(samples), net.features(reference)
         report = {}
         if cond is not None:
             report["accuracy"] = float((net.head(fake).argmax(1) == cond).double().mean())
-    report["fd"] = frechet_distance(fake, real)
-    report["precision"], report["recall"] = knn_precision_recall(real, fake)
+    report["fd"] = frechet_distance(fake, real) if len(fake) >= FD_MIN_SAMPLES else None
+    report["precision"], report["recall"] = knn_precision_recall(real, fake) if len(fake) > KNN_K else (None, None)
     return report

@@ -19,7 +19,10 @@ import torch
 
 from stiffviz.errors import ParameterError
 
-__all__ = ["sliced_wasserstein", "mean_nll", "knn_precision_recall"]
+__all__ = ["sliced_wasserstein", "mean_nll", "knn_precision_recall", "KNN_K"]
+
+# Default neighbour index of knn_precision_recall: each set needs at least KNN_K + 1 points.
+KNN_K = 3
 
 # Largest number of pairwise distances held at once by the chunked k-NN code
 # (2**22 float64 values = 32 MiB per distance block).
@@ -246,7 +249,7 @@ def _covered_fraction(queries: torch.Tensor, centres: torch.Tensor, radii: torch
 
 
 def knn_precision_recall(
-    real: torch.Tensor, fake: torch.Tensor, k: int = 3
+    real: torch.Tensor, fake: torch.Tensor, k: int = KNN_K
 ) -> tuple[float, float]:
     r"""Improved precision and recall (Kynkäänniemi et al., 2019) with k-NN balls.
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -9,12 +12,11 @@ import torch
 import stiffviz
 from stiffviz.app.live import GUIDED, UNGUIDED, pictures, results_rows, step_status, stream_session
 from stiffviz.app.requests import (
-    DEFAULTS, INPUTS, MAX_PROMPT, ModelLimits, Request, available_models, limits_for, nfe_text, parse_request,
-    size_limits,
+    DEFAULTS, MAX_PROMPT, Request, available_models, limits_for, nfe_text, parse_request, size_limits,
 )  # fmt: skip
 from stiffviz.models.base import sigma_per_sample
 from stiffviz.schedules import karras
-from stiffviz.solvers import nfe_for
+from stiffviz.solvers import SOLVERS, nfe_for
 
 from conftest import linear_drift_model
 
@@ -116,11 +118,36 @@ def test_only_the_servers_models_are_accepted():
         assert err.value.parameter == "model"
 
 
-def test_builtin_limits_are_unchanged():
-    expected = {"tree": (200, 4096, 1024), "moons": (200, 4096, 1024), "digits": (100, 256, 36),
-                "digits16": (100, 64, 16), "digits-unet": (64, 64, 16)}  # fmt: skip
-    for name, limits in expected.items():
-        assert limits_for(name) == ModelLimits(name, *limits)
+def readme_limits() -> dict[str, tuple[int, int, int]]:
+    """The README's table of the built-in models' limits: name → (max steps, max batch, default batch)."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = text[text.index("| model | max steps | max batch | default batch |"):].split("\n\n")[0]
+    limits = {}
+    for line in table.splitlines()[2:]:
+        names, *numbers = [cell.strip() for cell in line.strip("|").split("|")]
+        if names.startswith("`"):
+            for name in names.replace("`", "").split(", "):
+                limits[name] = tuple(int(n.replace(",", "")) for n in numbers)
+    return limits
+
+
+def test_the_readme_limits_are_what_the_server_enforces():
+    documented = readme_limits()
+    assert set(documented) == set(MODELS)  # every built-in model, no other
+    lookup = functools.lru_cache(stiffviz.load_model)
+    for name, (max_steps, max_batch, default_batch) in documented.items():
+        def checked(**changes):
+            return parse_request(DEFAULTS | dict(model=name, erk_on=False, eig=False) | changes, MODELS, lookup)
+
+        accepted = checked(steps=max_steps, batch=max_batch).settings
+        assert (accepted["steps"], accepted["batch"]) == (max_steps, max_batch)
+        for parameter, value, limit in (("steps", max_steps + 1, max_steps), ("batch", max_batch + 1, max_batch)):
+            with pytest.raises(stiffviz.ParameterError, match=rf"\[1, {limit}\] for the model {name}") as err:
+                checked(**(dict(steps=max_steps, batch=max_batch) | {parameter: value}))
+            assert err.value.parameter == parameter
+        assert limits_for(name).default_batch == default_batch  # what the page's batch slider starts at
 
 
 def test_size_rule_gives_bigger_models_smaller_limits():
@@ -226,6 +253,54 @@ def test_a_diverging_run_keeps_its_steps_and_says_where():
     assert all(bool(torch.isfinite(x).all()) for x in run.states)
     text = step_status(session)
     assert "diverged" in text and f"non-finite at step {len(run.trace.steps) - 1}" in text
+    # The status shows the last state kept, x_i of the failing step i: the same step number as the message.
+    failing = run.trace.steps[-1]
+    assert f"step {failing['i']} of 40, σ = {failing['sigma']:.4g}" in text
+    assert f"at step {failing['i']} (sigma {failing['sigma']:.4g} -> " in text
+    assert session.steps_done == failing["i"] == len(run.states) - 1
+
+
+def test_after_a_divergence_the_comparison_run_can_be_scrubbed_to_its_end_and_no_quality_is_faked():
+    """SteinDiff with γ = −10 blows the tree's guided run up (step 42 of 60); its unguided twin finishes."""
+    req = request(steps=60, batch=16, erk_on=False, stein_on=True, stein_gamma_min=-10.0, stein_gamma_max=-10.0,
+                  eig=False)  # fmt: skip
+    *_, session = stream_session(req)
+    guided, unguided = session.runs[GUIDED], session.runs[UNGUIDED]
+    assert guided.trace.status == "diverged" and unguided.trace.status == "ok"
+    i = guided.trace.steps[-1]["i"]
+    assert 0 < i < 59 and len(unguided.states) == 61
+    assert session.steps_done == 60  # the slider reaches the longest run's last step
+    for k in (10, i, i + 1, 60):  # each run at min(k, its last step)
+        lines = step_status(session, k).split("\n\n")
+        assert lines[0].startswith(f"**{GUIDED}**: step {min(k, i)} of 60, σ = {guided.sigma(min(k, i)):.4g}")
+        assert lines[1].startswith(f"**{UNGUIDED}**: step {k} of 60, σ = {unguided.sigma(k):.4g}")
+    # A diverged run's last finite state is no sample: its measures are "n/a", with the reason.
+    assert guided.quality == {} and bool(torch.isfinite(guided.samples).all())
+    header, rows = results_rows(session)
+    assert header == ["run", "status", "steps", "NFE", "wall time (s)", "nll", "precision", "recall", "swd", "note"]
+    by_run = {row[0]: dict(zip(header, row)) for row in rows}
+    assert [by_run[GUIDED][m] for m in ("nll", "precision", "recall", "swd")] == ["n/a"] * 4
+    assert by_run[GUIDED]["status"] == "diverged" and by_run[GUIDED]["steps"] == i
+    assert "diverged" in by_run[GUIDED]["note"] and "not measured" in by_run[GUIDED]["note"]
+    expected = stiffviz.quality.quality_report(stiffviz.load_model("tree"), unguided.samples, None, 0)
+    assert [by_run[UNGUIDED][m] for m in ("nll", "precision", "recall", "swd")] == \
+        [round(expected[m], 4) for m in ("nll", "precision", "recall", "swd")]  # fmt: skip
+    assert by_run[UNGUIDED]["note"] == "" and by_run[UNGUIDED]["steps"] == 60
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_a_batch_too_small_for_a_measure_keeps_the_run_and_says_what_is_not_available(batch):
+    *_, session = stream_session(request(steps=3, batch=batch, erk_on=False, eig=False, compare=False))
+    run = session.runs["run"]
+    assert run.samples.shape == (batch, 2) and run.trace.status == "ok"
+    x, _ = stiffviz.sample("tree", **request(steps=3, batch=batch, erk_on=False, eig=False).settings)
+    assert torch.equal(run.samples, x)
+    header, rows = results_rows(session)
+    row = dict(zip(header, rows[0]))
+    assert row["precision"] == row["recall"] == "n/a"
+    expected = stiffviz.quality.quality_report(stiffviz.load_model("tree"), x, None, 0)
+    assert (row["swd"], row["nll"]) == (round(expected["swd"], 4), round(expected["nll"], 4))
+    assert row["note"] == f"precision and recall need at least 4 samples; the run has {batch}"
 
 
 def test_an_error_in_the_run_ends_the_session_with_its_message():
@@ -244,17 +319,54 @@ def test_results_rows_report_both_runs():
     assert [row[3] for row in rows] == [nfe_for("heun", 4)] * 2
 
 
-def test_nfe_text_counts_guidance_calls():
-    assert f"NFE = {nfe_for('bosh3', 10)}" in nfe_text("bosh3", 10)
-    assert "× 3 model calls" in nfe_text("heun", 8, cfg=2.0, autoguidance=1.5)
-    assert nfe_text("heun", "lots") == "NFE: —"
+@pytest.mark.parametrize("solver", list(SOLVERS))
+@pytest.mark.parametrize("steps", [1, 2, 7])
+def test_nfe_text_is_the_number_of_model_calls_a_run_makes(solver, steps, monkeypatch):
+    """The page's NFE line against the calls a run makes, counted at the model (the tree and its weak twin)."""
+    model = stiffviz.load_model("tree")
+    calls = []
+    call = type(model).__call__
+    monkeypatch.setattr(type(model), "__call__", lambda self, *a, **k: calls.append(self.name) or call(self, *a, **k))
+    stiffviz.sample(model, solver=solver, steps=steps, batch=4)
+    text = nfe_text(solver, steps)
+    assert text == f"**NFE = {len(calls)}**" and set(calls) == {"tree"}
+    calls.clear()
+    stiffviz.sample(model, solver=solver, steps=steps, batch=4, cls="A", cfg=2.0, autoguidance=1.5)
+    nfe = int(re.search(r"NFE = (\d+)", text).group(1))
+    assert calls.count("tree") == 2 * nfe and calls.count("tree-weak") == nfe  # conditional, unconditional, weak
+    assert nfe_text(solver, steps, cfg=2.0, autoguidance=1.5) == f"{text} × 3 model calls per evaluation (guidance)"
+    assert nfe_text(solver, steps, cfg=2.0) == f"{text} × 2 model calls per evaluation (guidance)"
 
 
-def test_limits_are_ordered_sensibly():
-    for name in MODELS:
-        limits = limits_for(name)
-        assert isinstance(limits, ModelLimits) and 1 <= limits.default_batch <= limits.max_batch
-    assert set(INPUTS) == set(DEFAULTS)
+def test_nfe_text_of_a_value_that_is_no_step_count():
+    assert nfe_text("heun", "lots") == nfe_text("heun", None) == nfe_text("nope", 5) == "NFE: —"
+
+
+# The page's values as stiffviz.sample keyword settings, written out (not built by parse_request).
+PAGE_DEFAULT_SETTINGS = dict(
+    solver="heun", steps=6, batch=1024, seed=0, schedule="karras", sigma_min=0.002, sigma_max=80.0, rho=7.0,
+    cls=None, cfg=1.0, autoguidance=1.0, erk_guid=1.0, erk_con=0.5, stein=False, stein_probes=5,
+    stein_gamma_min=1.0, stein_gamma_max=3.0, stein_sigma_max=500.0, eig=True, lte_ref=False, lipschitz=False,
+)  # fmt: skip
+
+
+def test_page_values_become_these_library_settings():
+    default = request()
+    assert (default.model, default.settings, default.compare) == ("tree", PAGE_DEFAULT_SETTINGS, True)
+    assert default.unguided() == PAGE_DEFAULT_SETTINGS | dict(erk_guid=None)
+    changed = request(model="moons", solver="rk4", steps=12, batch=100, seed=9, schedule="logsnr", sigma_min=0.01,
+                      sigma_max=20.0, rho=3.0, erk_on=False, erk_guid=2.0, erk_con=0.1, stein_on=True,
+                      stein_probes=3, stein_gamma_min=0.5, stein_gamma_max=2.0, stein_sigma_max=5.0, eig=False,
+                      lte_ref=True, lipschitz=True, compare=False)  # fmt: skip
+    expected = dict(solver="rk4", steps=12, batch=100, seed=9, schedule="logsnr", sigma_min=0.01, sigma_max=20.0,
+                    rho=3.0, cls=None, cfg=1.0, autoguidance=1.0, erk_guid=None, erk_con=0.1, stein=True,
+                    stein_probes=3, stein_gamma_min=0.5, stein_gamma_max=2.0, stein_sigma_max=5.0, eig=False,
+                    lte_ref=True, lipschitz=True)  # fmt: skip
+    assert (changed.model, changed.settings, changed.compare) == ("moons", expected, False)
+    assert changed.unguided() == expected | dict(stein=False)
+    guided = request(cls="B", cfg=2.5, autoguidance=1.5)
+    assert guided.settings == PAGE_DEFAULT_SETTINGS | dict(cls="B", cfg=2.5, autoguidance=1.5)
+    assert guided.unguided() == PAGE_DEFAULT_SETTINGS | dict(cls="B", erk_guid=None)
 
 
 def test_a_prompted_latent_session_is_the_librarys_run_with_fast_then_vae_pictures():
