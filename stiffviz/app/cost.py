@@ -12,15 +12,16 @@ model, CFG's unconditional call, Autoguidance's weak model — is one pass per e
 * ``jacobian``: the exact eigenpairs of one evaluation (``denoiser_jacobian`` and ``eigh``).
 
 Per step i (σ_i → σ_{i+1}), with S the solver's stages (euler 1, heun 2, dpm2 2, bosh3 4,
-rk4 4, dpmpp2m 1) and T the candidate step (S passes; 1 on the last step, to σ = 0):
+rk4 4, dpmpp2m 1) and T the candidate step (S passes; 1 on the last step, to σ = 0), of which
+T' reach its result (S − 1 for bosh3, whose last pass sits at the result and only feeds the next step):
 
     sampling   S passes (first-same-as-last: bosh3's first stage is the previous step's last,
                unless ERK-Guid or SteinDiff moved the state; the last step: 1 or 0)
-    SteinDiff  K backward passes through T (the K Hutchinson probes), every step to σ > 0
+    SteinDiff  K backward passes through T' (the K Hutchinson probes), every step to σ > 0
     eig        exact: 1 jacobian; power: I own/forward-mode JVPs, then for the stiffness ratio
                1 call + k (JVP + backward) with k = min(Lanczos iterations, state size)
     lte_ref    4 · substeps calls (steps to σ > 0)
-    lipschitz  T calls + (n + 1) · T jvp + n · T backward (n power iterations)
+    lipschitz  T calls + (n + 1) · T jvp + n · T' backward (n power iterations)
     oracle     T calls (steps to σ > 0)
 
 and ``compare`` adds the unguided twin, counted the same way at its own settings. SteinDiff's
@@ -31,7 +32,8 @@ Model-call equivalents weigh each kind by its time relative to one call, and sec
     model_calls = Σ_kind passes_kind · ratio_kind,   seconds = model_calls · t_call · B / B_ref
 
 with t_call, the ratios and B_ref measured once per server model at start-up
-(:func:`measure`, medians of a few timed passes at the model's default batch B_ref) and the
+(:func:`measure`, the fastest of a few timed passes at the model's default batch, at most
+``REFERENCE_BATCH``, B_ref) and the
 time per call taken as linear in the batch B. :func:`admit` refuses a request whose
 estimate exceeds the server's budget per run, ``RUN_BUDGET_S`` seconds (environment variable
 ``STIFFVIZ_RUN_BUDGET_S``), with a message that names the costliest part, the estimate and the limit.
@@ -40,7 +42,6 @@ estimate exceeds the server's budget per run, ``RUN_BUDGET_S`` seconds (environm
 from __future__ import annotations
 
 import os
-import statistics
 import time
 import weakref
 from collections import Counter
@@ -63,8 +64,9 @@ BUDGET_VARIABLE = "STIFFVIZ_RUN_BUDGET_S"
 KINDS = ("call", "jvp", "own_jvp", "backward", "jacobian")
 # Each part of a run and the request parameter that switches it off or shrinks it.
 PART_PARAMETERS = {"sampling": "steps", "stein": "stein_probes", "eig": "eig", "lte_ref": "lte_ref",
-                   "lipschitz": "lipschitz", "stein_oracle": "stein_oracle", "compare": "compare"}  # fmt: skip
-REPEATS = 3  # timed passes per kind at start-up (after one warm-up)
+                   "lipschitz": "lipschitz", "stein_oracle": "stein_oracle"}  # fmt: skip
+REPEATS = 3  # timed passes per kind at start-up (after one warm-up); the fastest counts
+REFERENCE_BATCH = 256  # the largest batch timed at start-up (the time per call is linear in the batch)
 
 
 @dataclass(frozen=True)
@@ -82,12 +84,13 @@ class Timing:
 @dataclass(frozen=True)
 class Cost:
     """A request's estimated cost: passes through the model by kind, model-call equivalents
-    (in total and per part of the run), and seconds at the request's batch."""
+    (in total and per part, over its runs: 2 with compare), and seconds at the request's batch."""
 
     passes: Mapping[str, float]
     parts: Mapping[str, float]
     model_calls: float
     seconds: float
+    runs: int = 1
 
     def text(self, budget: float | None = None) -> str:
         """'≈ N model calls ≈ S s' (and the budget), for the page."""
@@ -140,13 +143,14 @@ def run_passes(model, settings: Mapping[str, Any]) -> dict[str, Counter]:
     gamma_fixed = stein is None or stein.gamma_min == stein.gamma_max == 1.0
     exact = config.eig_method in ("auto", "exact") and all(hasattr(m, "denoiser_jacobian") for m in terms)
     lanczos = min(config.lanczos_iterations, int(torch.Size(model.shape).numel()))
-    parts: dict[str, Counter] = {name: Counter() for name in PART_PARAMETERS if name != "compare"}
+    parts: dict[str, Counter] = {name: Counter() for name in PART_PARAMETERS}
     carried = False
     for i, (sigma, sigma_next) in enumerate(zip(sigmas, sigmas[1:])):
         candidate = 1 if sigma_next == 0.0 else stages  # T's passes
+        through = 1 if sigma_next == 0.0 else stages - fsal  # T's passes its result depends on
         if stein is not None and sigma_next > 0.0 and stein.acts_at(sigma):
             parts["sampling"]["call"] += stages * n
-            parts["stein"]["backward"] += config.stein_probes * stages * n
+            parts["stein"]["backward"] += config.stein_probes * through * n
             carried = fsal and gamma_fixed
         elif sigma_next == 0.0:
             parts["sampling"]["call"] += (not carried) * n
@@ -167,7 +171,7 @@ def run_passes(model, settings: Mapping[str, Any]) -> dict[str, Counter]:
         if config.lipschitz:
             iterations = config.lipschitz_iterations
             parts["lipschitz"].update(call=candidate * n, jvp=(iterations + 1) * candidate * n,
-                                      backward=iterations * candidate * n)  # fmt: skip
+                                      backward=iterations * through * n)  # fmt: skip
         if config.stein_oracle and sigma_next > 0.0:
             parts["stein_oracle"]["call"] += candidate * n
     return parts
@@ -181,15 +185,15 @@ def estimate(request: Request, model, timing: Timing | None = None) -> Cost:
     timing = timing or timing_for(model)
     passes: Counter = Counter()
     parts: dict[str, float] = {}
-    for index, (_, settings) in enumerate(Session(request).plan()):
+    plan = Session(request).plan()
+    for _, settings in plan:
         for part, counter in run_passes(model, settings).items():
             calls = sum(count * timing.ratios.get(kind, 1.0) for kind, count in counter.items())
-            key = "compare" if index else part
-            parts[key] = parts.get(key, 0.0) + calls
+            parts[part] = parts.get(part, 0.0) + calls
             passes.update(counter)
     model_calls = sum(parts.values())
     seconds = timing.seconds(model_calls, request.settings["batch"])
-    return Cost(dict(passes), parts, model_calls, seconds)
+    return Cost(dict(passes), parts, model_calls, seconds, len(plan))
 
 
 def admit(request: Request, model, budget: float | None = None) -> Cost:
@@ -202,9 +206,10 @@ def admit(request: Request, model, budget: float | None = None) -> Cost:
         share = cost.parts[part] / cost.model_calls
         raise ParameterError(
             PART_PARAMETERS[part],
-            f"this run would take about {cost.model_calls:,.0f} model calls ≈ {_seconds(cost.seconds)} "
-            f"({share:.0%} of it {part}), over the server's limit of {budget:,.0f} s per run; "
-            "lower the steps or the batch, or turn off costly diagnostics or compare",
+            f"this request would take about {cost.model_calls:,.0f} model calls ≈ {_seconds(cost.seconds)} "
+            f"({share:.0%} of it {part}{', over both runs of compare' if cost.runs > 1 else ''}), over the "
+            f"server's limit of {budget:,.0f} s per run; lower the steps or the batch, or turn off "
+            "costly diagnostics or compare",
         )
     return cost
 
@@ -226,14 +231,15 @@ _TIMINGS: "weakref.WeakKeyDictionary[Any, Timing]" = weakref.WeakKeyDictionary()
 _BY_NAME: dict[str, Timing] = {}
 
 
-def _median_time(fn: Callable[[], Any]) -> float:
-    fn()  # warm-up
+def _best_time(fn: Callable[[], Any]) -> float:
+    """The fastest of ``REPEATS`` timed calls after a warm-up (other processes only ever add time)."""
+    fn()
     times = []
     for _ in range(REPEATS):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return min(times)
 
 
 def measure(model, batch: int) -> Timing:
@@ -251,22 +257,22 @@ def measure(model, batch: int) -> Timing:
             torch.autograd.grad(model(y, sigma), y, grad_outputs=v)
 
     with torch.no_grad():
-        call = _median_time(lambda: model(x, sigma))
-        ratios = {"call": 1.0, "jvp": _median_time(lambda: jvp(lambda y: model(y, sigma), x, v, key=model)) / call,
-                  "backward": max(_median_time(backward) / call - 1.0, 0.0)}  # fmt: skip
+        call = _best_time(lambda: model(x, sigma))
+        ratios = {"call": 1.0, "jvp": _best_time(lambda: jvp(lambda y: model(y, sigma), x, v, key=model)) / call,
+                  "backward": max(_best_time(backward) / call - 1.0, 0.0)}  # fmt: skip
         if hasattr(model, "denoiser_jvp"):
-            ratios["own_jvp"] = _median_time(lambda: model.denoiser_jvp(x, sigma, v)) / call
+            ratios["own_jvp"] = _best_time(lambda: model.denoiser_jvp(x, sigma, v)) / call
         if hasattr(model, "denoiser_jacobian"):
             spectrum = ExactSpectrum(guided_denoiser(model).jacobian)
-            ratios["jacobian"] = _median_time(lambda: spectrum.estimate(x, sigma)) / call
+            ratios["jacobian"] = _best_time(lambda: spectrum.estimate(x, sigma)) / call
     return Timing(call, batch, ratios)
 
 
 def timing_for(model, name: str | None = None, batch: int | None = None) -> Timing:
-    """``model``'s :class:`Timing`, measured on first use (at ``batch``, default 64) and kept;
-    ``name`` also files it for :func:`seconds_per_call`."""
+    """``model``'s :class:`Timing`, measured on first use (at ``batch``, at most and by default
+    ``REFERENCE_BATCH``) and kept; ``name`` also files it for :func:`seconds_per_call`."""
     if model not in _TIMINGS:
-        _TIMINGS[model] = measure(model, batch or 64)
+        _TIMINGS[model] = measure(model, min(batch or REFERENCE_BATCH, REFERENCE_BATCH))
     if name is not None:
         _BY_NAME[name] = _TIMINGS[model]
     return _TIMINGS[model]

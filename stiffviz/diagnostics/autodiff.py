@@ -12,17 +12,26 @@ For a map f: ℝ^d → ℝ^d at x, the product J v with J = ∂f/∂x is compute
 
 Which route was taken is remembered per function object, so a network without forward
 mode fails once, not at every product.
+
+Forward mode's state is process-wide, not per thread: ``torch.func.jvp`` keeps its nesting
+depth and the current dual level in module globals, so two threads inside it at once make
+one of them raise ("no level exists", "invalid index") or run at the other's level, and a
+raise here would silently switch that network to the fallback for good. :func:`jvp` therefore
+holds one process-wide lock (re-entrant, for a JVP inside a JVP) around forward mode: concurrent
+runs take their forward-mode products in turn and get exactly the values they get alone.
+The reverse-mode route keeps its state per thread and needs no lock.
 """
 
 from __future__ import annotations
 
-from typing import Callable
-
+import threading
 import weakref
+from typing import Callable
 
 import torch
 
 _FORWARD_MODE_FAILED: weakref.WeakSet = weakref.WeakSet()  # the networks whose forward mode raised
+_FORWARD_MODE = threading.RLock()  # torch.func.jvp's state is process-wide: one thread in it at a time
 
 
 def vjp_jvp(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -44,7 +53,8 @@ def jvp(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, v: torch.Te
     key = key if key is not None else fn
     if key not in _FORWARD_MODE_FAILED:
         try:
-            return torch.func.jvp(fn, (x,), (v,))[1]
+            with _FORWARD_MODE:
+                return torch.func.jvp(fn, (x,), (v,))[1]
         except (RuntimeError, NotImplementedError):
             _FORWARD_MODE_FAILED.add(key)
     return vjp_jvp(fn, x, v)
