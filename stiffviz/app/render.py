@@ -43,6 +43,12 @@ def image_grid(images: torch.Tensor, columns: int | None = None, tile: int = 64,
     return canvas
 
 
+def cached(function, model):
+    """``function``, cached per server, or uncached for a model marked ``session_only`` (a
+    visitor's own data: no server-wide cache may hold it, see :mod:`stiffviz.app.userdata`)."""
+    return function.__wrapped__ if getattr(model, "session_only", False) else function
+
+
 @functools.lru_cache(maxsize=8)
 def data_extent(model, cond=None) -> float:
     """Half-width of a square holding 98 % of the model's clean data (×1.15, at least 1)."""
@@ -54,7 +60,7 @@ def view_extent(model, sigma: float, cond=None) -> float:
     """The particle view's half-width at noise level σ: the data's, or 2.5σ while noise dominates
     (x = x0 + σε has |ε| < 2.5 for 99 % of coordinates). It depends only on the model and σ, so
     runs on the same σ grid share views (and cached densities)."""
-    return max(data_extent(model, cond), 2.5 * sigma)
+    return max(cached(data_extent, model)(model, cond), 2.5 * sigma)
 
 
 @functools.lru_cache(maxsize=256)
@@ -78,7 +84,7 @@ def particle_figure(model, paths: Sequence[torch.Tensor], sigma: float, cond=Non
     current = paths[-1].detach().to("cpu", torch.float64)
     extent = extent if extent is not None else view_extent(model, sigma, cond)
     grid = np.linspace(-extent, extent, resolution)
-    density = density_grid(model, float(sigma), cond, float(extent), resolution)
+    density = cached(density_grid, model)(model, float(sigma), cond, float(extent), resolution)
     fig = go.Figure(go.Heatmap(x=grid, y=grid, z=density, colorscale="Greys", showscale=False,
                                hoverinfo="skip", name="log p_σ"))  # fmt: skip
     shown = min(current.shape[0], max_paths)

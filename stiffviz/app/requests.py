@@ -33,6 +33,7 @@ from ..errors import ParameterError
 from ..models import list_models, load_model
 from ..schedules import SCHEDULES
 from ..solvers import SOLVERS, nfe_for
+from .userdata import USER_DATA
 
 NO_CLASS = "(none)"
 
@@ -107,11 +108,12 @@ def size_limits(name: str, parameter_count: int, elements: int) -> ModelLimits:
 
 
 def limits_for(name: str, model=None) -> ModelLimits:
-    """The app's step and batch limits for the model ``name``: the built-ins' own, otherwise the
-    size rule from ``model`` (loaded when not given) and its ``parameter_count`` and ``shape``."""
+    """The app's step and batch limits for the model ``name``: the built-ins' own (a visitor's own
+    2-D data, ``USER_DATA``, those of the toys), otherwise the size rule from ``model`` (loaded
+    when not given) and its ``parameter_count`` and ``shape``."""
     if name in MODEL_LIMITS:
         return ModelLimits(name, **MODEL_LIMITS[name])
-    if name in list_models():
+    if name in list_models() or name == USER_DATA:
         return ModelLimits(name, **TOY_LIMITS)
     model = model if model is not None else load_model(name)
     return size_limits(name, int(getattr(model, "parameter_count", 0)), math.prod(model.shape))

@@ -27,6 +27,7 @@ from ..errors import ParameterError
 from ..models import list_models, load_model
 from ..solvers import SOLVERS
 from . import api, frames
+from .cost import admit, cost_note, timing_for
 from .frames import OUTPUT_COUNT, X_AXES
 from .learn import build_learn_tab
 from .live import Session, step_status, stream_session
@@ -81,6 +82,7 @@ def run(model: str, prompt: str, negative_prompt: str, cls: str, cfg: float, aut
         choice("x_axis", x_axis, list(X_AXES))
         request = parse_request(values, models or available_models(), _model)
         model = _model(request.model)
+        admit(request, model)  # refused over the server's budget per run (cost.py)
         finished: dict = {}
         for session in stream_session(request, model):
             yield frames.frame(session, model, x_axis, finished)
@@ -180,6 +182,8 @@ def build_app(*server_models: str) -> gr.Blocks:
     models = available_models(*server_models)
     latent = any(getattr(_model(name), "latent", False) for name in server_models)  # loads each one now
     default_limits = _limits(DEFAULTS["model"])
+    for name in models:  # each model's time per call, measured once, at start-up (cost.py)
+        timing_for(_model(name), name, _limits(name).default_batch)
     with api.Blocks(title="stiffviz") as app:
         gr.Markdown(INTRO)
         session = gr.State(None)
@@ -188,6 +192,7 @@ def build_app(*server_models: str) -> gr.Blocks:
                 with gr.Column(scale=1, min_width=300):
                     c = _controls(models, default_limits)
                     run_button = gr.Button("Run", variant="primary", elem_id="run-button")
+                    cost_md = gr.Markdown(cost_note(DEFAULTS, models, _model), elem_id="cost")
                     limits_note = gr.Markdown(f"Limits for **tree**: at most {default_limits.max_steps} steps "
                                               f"and a batch of {default_limits.max_batch}.")  # fmt: skip
                     with gr.Accordion("Server limits per model", open=False):
@@ -231,7 +236,14 @@ def build_app(*server_models: str) -> gr.Blocks:
         nfe_inputs = [c["solver"], c["steps"], c["cfg"], c["autoguidance"]]
         for name in ("solver", "steps", "cfg", "autoguidance"):
             c[name].change(nfe_text, nfe_inputs, c["nfe"], api_name=False)
+        gr.on([c[name].change for name in INPUTS], functools.partial(_cost_note, models=models),
+              [c[name] for name in INPUTS], cost_md, api_name=False, preprocess=False)  # fmt: skip
     return app
+
+
+def _cost_note(*values: Any, models: list[str]) -> str:
+    """The estimate under the Run button for the page's inputs (``INPUTS`` order)."""
+    return cost_note(dict(zip(INPUTS, values)), models, _model)
 
 
 def queued(app: gr.Blocks) -> gr.Blocks:
