@@ -33,6 +33,7 @@ from .learn import build_learn_tab
 from .live import Session, step_status, stream_session
 from .plots import CHARTS
 from .report import write_exports
+from .userdata import UserData, block as user_data_block, lookup, models_for
 from .requests import (
     DEFAULTS, INPUT_RANGES, INPUTS, MAX_PROMPT, NO_CLASS, ModelLimits, available_models, choice, limits_for,
     limits_table, nfe_text, number, parse_request, schedules_for,
@@ -70,18 +71,20 @@ def run(model: str, prompt: str, negative_prompt: str, cls: str, cfg: float, aut
         steps: int, schedule: str, sigma_min: float, sigma_max: float, rho: float, erk_on: bool, erk_guid: float,
         erk_con: float, stein_on: bool, stein_probes: int, stein_gamma_min: float, stein_gamma_max: float,
         stein_sigma_max: float, eig: bool, lte_ref: bool, lipschitz: bool, seed: int, batch: int, compare: bool,
-        x_axis: str, *, models: list[str] | None = None) -> Iterator[tuple]:  # fmt: skip
+        x_axis: str, user: UserData | None = None, *, models: list[str] | None = None) -> Iterator[tuple]:  # fmt: skip
     """Sample with the settings and stream the run: a frame after every step (status, views, charts, results).
 
     The parameters are the page's inputs (``INPUTS``, then the chart's x axis), each checked on
     the server: a rejected value yields one message naming the parameter and its limit; a diverged
-    run shows its steps up to the divergence and says where and why it stopped.
+    run shows its steps up to the divergence and says where and why it stopped. ``user`` (a hidden
+    ``gr.State``) is the session's own data: its model is offered as ``USER_DATA`` in this session only.
     """
     values = {name: value for name, value in locals().items() if name in INPUTS}
     try:
         choice("x_axis", x_axis, list(X_AXES))
-        request = parse_request(values, models or available_models(), _model)
-        model = _model(request.model)
+        find = lookup(user, _model)
+        request = parse_request(values, models_for(models or available_models(), user), find)
+        model = find(request.model)
         admit(request, model)  # refused over the server's budget per run (cost.py)
         finished: dict = {}
         for session in stream_session(request, model):
@@ -101,7 +104,7 @@ def _checked(check, *args):
         raise gr.Error(str(err), print_exception=False) from None
 
 
-def scrub(session: Session | None, step: Any) -> tuple:
+def scrub(session: Session | None, step: Any, user: UserData | None = None) -> tuple:
     """The step slider: the state and x0 preview at step k of the recorded runs (no resampling;
     a latent model's VAE pictures are decoded once and kept in the session, which is returned
     so the cache survives a ZeroGPU worker). Before a finished run, or a step beyond the
@@ -109,7 +112,7 @@ def scrub(session: Session | None, step: Any) -> tuple:
     if session is None or not session.runs or not session.done:
         raise gr.Error(f"step: {NO_RUN_YET} there are no recorded steps to show yet.", print_exception=False)
     k = _checked(number, "step", step, 0, session.steps_done, True, " (the recorded steps)")
-    model = _model(session.request.model)
+    model = lookup(user, _model)(session.request.model)
     return (frames.with_note(step_status(session, k), model), *frames.views(session, model, k), session)
 
 
@@ -123,7 +126,7 @@ def redraw(session: Session | None, x_axis: str) -> list:
     return frames.charts(session, x_axis)
 
 
-def export(session: Session | None) -> Any:
+def export(session: Session | None, user: UserData | None = None) -> Any:
     """The export button: trace JSON and CSV, samples and an HTML report of every finished run."""
     if session is None or not session.done:
         raise gr.Error(f"export: {NO_RUN_YET} there is nothing to export yet.", print_exception=False)
@@ -131,25 +134,27 @@ def export(session: Session | None) -> Any:
     if not finished:
         raise gr.Error("export: no run finished, so there is nothing to export: " + step_status(session))
     directory = Path(tempfile.mkdtemp(prefix="stiffviz-"))
-    return [str(path) for path in write_exports(finished, directory, _model(session.request.model))]
+    return [str(path) for path in write_exports(finished, directory, lookup(user, _model)(session.request.model))]
 
 
-def on_model_change(name: str, schedule: str = DEFAULTS["schedule"], models: list[str] | None = None) -> tuple:
+def on_model_change(name: str, schedule: str = DEFAULTS["schedule"], user: UserData | None = None,
+                    models: list[str] | None = None) -> tuple:
     """Model dropdown: its classes, whether CFG and Autoguidance apply, its step and batch limits,
     the prompt boxes (text-conditioned models only) and its schedules (its own grid, "model", chosen where it has one).
 
-    Only the server's names are accepted (``models``; the page cannot name a path or a Hub id).
+    Only the server's names are accepted (``models``; the page cannot name a path or a Hub id), and
+    ``USER_DATA`` once the session has its own data (``user``).
     """
-    models = models or available_models()
+    models = models_for(models or available_models(), user)
     try:
         if name not in models:
             raise ParameterError("model", f"must be one of {', '.join(models)}, got {name!r}")
-        model = _model(name)
+        model = lookup(user, _model)(name)
     except (ParameterError, OSError) as err:
         return (gr.skip(),) * 9 + (f"⚠️ {err}",)
     classes = [NO_CLASS, *(model.classes or ())]
     text = bool(getattr(model, "text_conditioned", False))
-    limits = _limits(name)
+    limits = limits_for(name, model)
     schedules = schedules_for(model)
     return (
         gr.update(choices=classes, value=NO_CLASS, interactive=model.classes is not None),
@@ -197,6 +202,7 @@ def build_app(*server_models: str) -> gr.Blocks:
                                               f"and a batch of {default_limits.max_batch}.")  # fmt: skip
                     with gr.Accordion("Server limits per model", open=False):
                         gr.Markdown(limits_table([_limits(m) for m in models]), elem_id="limits-table")
+                    user = user_data_block(models, c["model"], session)
                 with gr.Column(scale=3):
                     status = gr.Markdown("Press **Run** to sample.", elem_id="status")
                     with gr.Row():
@@ -218,20 +224,21 @@ def build_app(*server_models: str) -> gr.Blocks:
         with gr.Tab("Learn"):
             build_learn_tab()
 
-        inputs = [c[name] for name in INPUTS] + [x_axis]
+        inputs = [c[name] for name in INPUTS] + [x_axis, user]
         outputs = [status, view_a, view_b, gallery, *charts, stability, results, step, session]
         # preprocess=False: the raw values reach ``run``, which checks each one and names it in its message
         # (Gradio's own slider check would reject an API caller's value without naming the input).
         run_button.click(_gpu(functools.partial(run, models=models)), inputs, outputs, api_name="run",
                          concurrency_limit=CONCURRENCY_LIMIT, preprocess=False)  # fmt: skip
         # A latent model's VAE decodes when scrubbing: on ZeroGPU that needs the GPU too.
-        step.input(_gpu(scrub) if latent else scrub, [session, step], [status, view_a, view_b, gallery, session],
+        step.input(_gpu(scrub) if latent else scrub, [session, step, user], [status, view_a, view_b, gallery, session],
                    api_name="scrub", trigger_mode="always_last", preprocess=False)  # fmt: skip
         x_axis.change(redraw, [session, x_axis], charts, api_name="redraw", preprocess=False)
-        export_button.click(export, [session], files, api_name="export")
+        export_button.click(export, [session, user], files, api_name="export")
         model_outputs = [c[name] for name in ("cls", "cfg", "autoguidance", "steps", "batch", "eig", "prompt",
                                               "negative_prompt", "schedule")] + [limits_note]  # fmt: skip
-        c["model"].change(functools.partial(on_model_change, models=models), [c["model"], c["schedule"]], model_outputs,
+        c["model"].change(functools.partial(on_model_change, models=models), [c["model"], c["schedule"], user],
+                          model_outputs,
                           api_name=False, preprocess=False)  # fmt: skip  (raw names: the handler checks them)
         nfe_inputs = [c["solver"], c["steps"], c["cfg"], c["autoguidance"]]
         for name in ("solver", "steps", "cfg", "autoguidance"):
