@@ -7,6 +7,8 @@ lines; for a Space's settings) is read. The server chooses these models and load
 at start-up; the page only picks among them by name. A model that fails to load stops the
 server with its message (exit status 2). ``--diffusers PATH`` (``STIFFVIZ_DIFFUSERS``) is the
 deprecated spelling of ``--model diffusers:PATH``.
+Thread policy (``stiffviz.threads``): at most ``CONCURRENCY_LIMIT`` runs at once, each with
+max(1, cores // CONCURRENCY_LIMIT) torch threads, set at start-up.
 ``--host`` and ``--port`` default to Gradio's (127.0.0.1:7860, or GRADIO_SERVER_NAME/PORT).
 Uploads are limited to ``MAX_UPLOAD_BYTES`` (1 MB, the app's CSV limit) by ``launch(max_file_size=…)``.
 """
@@ -19,7 +21,8 @@ import re
 import sys
 
 from stiffviz.errors import ParameterError
-from stiffviz.app.ui import build_app, queued
+from stiffviz.app.ui import CONCURRENCY_LIMIT, build_app, queued
+from stiffviz.threads import apply_policy
 from stiffviz.app.userdata import MAX_UPLOAD_BYTES
 
 
@@ -45,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default=None, help="address to listen on (0.0.0.0 for every interface)")
     parser.add_argument("--port", type=int, default=None, help="port to listen on")
     args = parser.parse_args(argv)
+    apply_policy(CONCURRENCY_LIMIT)  # runs at once x torch threads <= cores, before any run or timing
     try:
         app = build_app(*server_models(args.model, args.diffusers))  # loads every model now, once
     except ParameterError as err:

@@ -21,6 +21,7 @@ from .quality import not_available, quality_report
 from .sampler import sample
 from .schedules import SCHEDULES
 from .solvers import SOLVERS
+from .threads import apply as apply_threads, threads_for
 from .trace import Trace
 from .train import add_train_parser, run_train
 
@@ -53,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--erk-guid", type=float, default=None, metavar="W_STIFF", help="turn ERK-Guid on with this w_stiff")
     p.add_argument("--erk-con", type=float, default=DEFAULTS.erk_con, metavar="W_CON", help="ERK-Guid stiffness threshold w_con on ρ̂")
     p.add_argument("--no-diagnostics", action="store_true", help="record no cheap per-step diagnostics (timing baseline)")
+    p.add_argument("--threads", type=int, default=None,
+                   help=f"torch CPU threads (default: one per core this process may use, {threads_for(1)} here, "
+                        "torch's own; next to other runs keep runs at once x threads <= cores)")  # fmt: skip
     g = p.add_argument_group("ground-truth diagnostics (cost extra model calls; off by default)")
     g.add_argument("--eig", action="store_true", help="dominant eigenpair of the drift Jacobian, stiffness ratio, alignment cosines")
     g.add_argument("--eig-method", default=DEFAULTS.eig_method, choices=list(EIG_METHODS),
@@ -134,6 +138,8 @@ def run_sample(args: argparse.Namespace) -> int:
         stein_sigma_min=args.stein_sigma_min, stein_sigma_max=args.stein_sigma_max, stein_oracle=args.stein_oracle,
     )  # fmt: skip
     SampleConfig(model=args.model, **settings).validate()  # bad flags fail before a model is loaded
+    if args.threads is not None:
+        apply_threads(args.threads)
     model = load_model(args.model, device=args.device)
     start = time.perf_counter()
     samples, trace = sample(model, **settings)
