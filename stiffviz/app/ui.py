@@ -244,13 +244,14 @@ def build_app(*server_models: str) -> gr.Blocks:
         for name in ("solver", "steps", "cfg", "autoguidance"):
             c[name].change(nfe_text, nfe_inputs, c["nfe"], api_name=False)
         gr.on([c[name].change for name in INPUTS], functools.partial(_cost_note, models=models),
-              [c[name] for name in INPUTS], cost_md, api_name=False, preprocess=False)  # fmt: skip
+              [c[name] for name in INPUTS] + [user], cost_md, api_name=False, preprocess=False)  # fmt: skip
     return app
 
 
 def _cost_note(*values: Any, models: list[str]) -> str:
-    """The estimate under the Run button for the page's inputs (``INPUTS`` order)."""
-    return cost_note(dict(zip(INPUTS, values)), models, _model)
+    """The estimate under the Run button for the page's inputs (``INPUTS`` order, then the session's own data)."""
+    *inputs, user = values
+    return cost_note(dict(zip(INPUTS, inputs)), models_for(models, user), lookup(user, _model))
 
 
 def queued(app: gr.Blocks) -> gr.Blocks:
