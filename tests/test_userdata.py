@@ -17,7 +17,8 @@ import app
 import stiffviz
 from stiffviz.app import render, ui, userdata
 from stiffviz.app.live import GUIDED, UNGUIDED
-from stiffviz.app.requests import DEFAULTS, available_models
+from stiffviz.app.cost import cost_note
+from stiffviz.app.requests import DEFAULTS, INPUTS, available_models
 from stiffviz.app.userdata import CANVAS, MAX_POINTS, MAX_UPLOAD_BYTES, USER_DATA, parse_csv, points_from_drawing
 from stiffviz.errors import ParameterError
 from stiffviz.models.points import H_FLOOR, H_MAX, WEAK_SMOOTHING, point_denoiser
@@ -263,6 +264,9 @@ def test_the_dropdown_offers_the_data_in_its_session_only():
     assert note == f"Limits for **{USER_DATA}**: at most 200 steps and a batch of 4096."
     assert cls["interactive"] is False and cfg["interactive"] is False and autoguidance["interactive"] is True
     assert eig["value"] is True  # exact eigenpairs
+    values = [run_values()[name] for name in INPUTS]  # the estimate under the Run button
+    assert ui._cost_note(*values, None, models=server).startswith("⚠️ model: must be one of tree")
+    assert ui._cost_note(*values, user, models=server) == cost_note(run_values(), [USER_DATA], lambda _: user.model)
 
 
 def test_loading_data_selects_it_and_drops_the_runs_of_other_data(tmp_path):
