@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from stiffviz import sample
-from stiffviz.app.plots import CHARTS, stability_figure, trace_figure
+from stiffviz.app.plots import CHARTS, compact, stability_figure, trace_figure
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +24,14 @@ def test_median_lines_are_the_trace_medians(runs):
     fig = trace_figure("lte", {"off": runs["off"]})
     (line,) = _named(fig, "‖e‖ embedded")
     assert np.allclose(np.array(line.y, dtype=float), runs["off"].step_median("lte"), equal_nan=True)
+
+
+def test_figures_carry_float32_unless_a_value_would_overflow(runs):
+    fig = trace_figure("lte", {"off": runs["off"]})
+    assert {t.y.dtype for t in fig.data} == {np.dtype(np.float32)}
+    assert compact([1.0, np.nan, np.inf]).dtype == np.float32
+    big = compact([1.0, 1e300, np.nan])
+    assert big.dtype == np.float64 and big[1] == 1e300
 
 
 def test_band_holds_the_middle_half_of_the_samples(runs):

@@ -36,8 +36,24 @@ def test_particle_figure_draws_the_density_paths_and_particles():
     xx, yy = torch.meshgrid(grid, grid, indexing="xy")
     expected = model.log_prob(torch.stack([xx.flatten(), yy.flatten()], 1), 0.5).view(21, 21)
     expected = expected.clamp_min(expected.max() - 12).numpy()
-    assert np.allclose(np.array(heat.z, dtype=float), expected, rtol=1e-5, atol=1e-3)
+    # one byte a grid point: 0 at 12 nats below the maximum, 255 at it (half a level of rounding)
+    assert heat.z.dtype == np.uint8 and (heat.zmin, heat.zmax) == (0, 255)
+    levels = (expected - (expected.max() - 12)) * 255 / 12
+    assert np.abs(heat.z.astype(float) - levels).max() <= 0.5 + 1e-3
     assert np.allclose(np.array(heat.x, dtype=float), grid.numpy())
-    assert np.allclose(np.array(dots.x, dtype=float), paths[-1][:, 0].numpy())
+    assert np.array_equal(dots.x, paths[-1][:, 0].numpy())  # float32, as the states
     xs = np.array(lines.x, dtype=float)
     assert np.isnan(xs).sum() == 10 and np.allclose(xs[:3], [p[0, 0].item() for p in paths])
+
+
+def test_particle_figure_draws_a_bounded_subsample():
+    model = load_model("tree")
+    g = torch.Generator().manual_seed(1)
+    paths = [torch.randn(300, 2, generator=g) for _ in range(4)]
+    fig = particle_figure(model, paths, sigma=0.5, extent=2.0, resolution=21, max_paths=7, max_particles=100)
+    _, lines, dots = fig.data
+    assert np.array_equal(dots.y, paths[-1][:100, 1].numpy())  # the first 100 particles
+    xs = np.array(lines.x, dtype=float).reshape(7, len(paths) + 1)  # 7 paths, each ended by a gap
+    assert np.isnan(xs[:, -1]).all() and np.array_equal(xs[:, :-1].T, torch.stack([p[:7, 0] for p in paths]).numpy())
+    assert "(100 of 300 shown)" in fig.layout.title.text
+    assert "shown" not in particle_figure(model, paths, sigma=0.5, extent=2.0, resolution=21).layout.title.text

@@ -4,7 +4,9 @@ beyond order statistics of recorded numbers).
 Every per-sample diagnostic is drawn as its median over samples with a band from the first
 to the third quartile; several runs (e.g. guidance on and off) are overlaid in one figure.
 The x axis is the step index or σ_i on a log axis. Figures carry a fixed ``uirevision`` so a
-browser keeps the user's zoom and legend choices while a streaming run redraws them.
+browser keeps the user's zoom and legend choices while a streaming run redraws them. Numbers
+go into the figures as float32 arrays (:func:`compact`: plotly sends them as base64 typed
+arrays, 4 bytes a number) unless a finite value lies outside float32's range.
 """
 
 from __future__ import annotations
@@ -38,6 +40,17 @@ COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b")
 DASHES = ("solid", "dash", "dot", "dashdot")
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def compact(values) -> np.ndarray:
+    """``values`` as float32 (7 significant digits: plenty for a chart), or float64 when a finite
+    value would overflow float32 (e.g. a diverging run's 1e300)."""
+    values = np.asarray(values, dtype=np.float64)
+    finite = np.abs(values[np.isfinite(values)])
+    return values if finite.size and finite.max() > FLOAT32_MAX else values.astype(np.float32)
+
+
 def quartiles(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-step 25th, 50th and 75th percentiles over samples of a (steps, B) array, NaN-aware."""
     out = np.full((3, values.shape[0]), np.nan)
@@ -49,7 +62,7 @@ def quartiles(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _x(trace: Trace, axis: str) -> np.ndarray:
-    return trace.column("sigma") if axis == "sigma" else trace.column("i")
+    return compact(trace.column("sigma")) if axis == "sigma" else trace.column("i").astype(np.int32)
 
 
 def _rgba(hex_colour: str, alpha: float) -> str:
@@ -75,10 +88,10 @@ def trace_figure(chart: str, runs: Mapping[str, Trace], x_axis: str = "step") ->
             column = trace.column(field)
             legend = f"{name} · {label}" if len(runs) > 1 else name
             if column.ndim == 1:
-                traces.append(go.Scatter(x=x, y=column, name=legend, mode="lines+markers",
+                traces.append(go.Scatter(x=x, y=compact(column), name=legend, mode="lines+markers",
                                          line=dict(color=colour, dash=dash)))  # fmt: skip
                 continue
-            low, mid, high = quartiles(column)
+            low, mid, high = map(compact, quartiles(column))
             group = f"{field}-{label}"
             traces.append(go.Scatter(x=x, y=high, mode="lines", line=dict(width=0), showlegend=False,
                                      legendgroup=group, hoverinfo="skip"))  # fmt: skip
@@ -88,7 +101,7 @@ def trace_figure(chart: str, runs: Mapping[str, Trace], x_axis: str = "step") ->
             traces.append(go.Scatter(x=x, y=mid, name=legend, mode="lines+markers",
                                      line=dict(color=colour, dash=dash), legendgroup=group))  # fmt: skip
         if chart == "stiffness" and "stiffness_z" in trace.fields():
-            traces.append(go.Scatter(x=x, y=trace.column("stability_boundary"), mode="lines",
+            traces.append(go.Scatter(x=x, y=compact(trace.column("stability_boundary")), mode="lines",
                                      name="stability boundary" + (f" · {label}" if len(runs) > 1 else ""),
                                      line=dict(color="black", dash=DASHES[r % len(DASHES)], width=1)))  # fmt: skip
     fig = go.Figure(data=traces)
@@ -139,13 +152,13 @@ def stability_figure(solver: str, trace: Trace | Mapping[str, Trace] | None = No
     re = np.linspace(-extent, 1.0, resolution)
     im = np.linspace(-extent / 1.5, extent / 1.5, resolution)
     growth = method.amplification(re[None, :] + 1j * im[:, None])
-    fig = go.Figure(go.Contour(x=re, y=im, z=(growth <= 1.0).astype(float), showscale=False,
+    fig = go.Figure(go.Contour(x=compact(re), y=compact(im), z=(growth <= 1.0).astype(np.uint8), showscale=False,
                                contours=dict(start=0.5, end=0.5, size=1, coloring="fill"),
                                colorscale=[[0, "white"], [1, "#c6dbef"]], name="stable region", hoverinfo="skip"))  # fmt: skip
     for r, (label, (index, z, source)) in enumerate(steps.items()):
-        marker = dict(size=10, color=index, colorscale="Viridis", symbol=("circle", "diamond-open")[r % 2],
+        marker = dict(size=10, color=index.astype(np.int32), colorscale="Viridis", symbol=("circle", "diamond-open")[r % 2],
                       line=dict(width=1.5), showscale=r == 0, colorbar=dict(title="step", thickness=12))  # fmt: skip
-        fig.add_trace(go.Scatter(x=z, y=np.zeros_like(z), mode="markers", name=source + (f" · {label}" if label else ""),
+        fig.add_trace(go.Scatter(x=compact(z), y=np.zeros(z.shape, np.float32), mode="markers", name=source + (f" · {label}" if label else ""),
                                  marker=marker, hovertext=[f"step {int(i)}: z = {v:.3g}" for i, v in zip(index, z)],
                                  hoverinfo="text"))  # fmt: skip
     for k, (label, z) in enumerate((points or {}).items()):

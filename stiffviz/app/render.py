@@ -3,7 +3,7 @@
 * Image models: a grid of the batch's images (state or x0 preview), mapped from [−1, 1]
   to 8-bit grey, each tile enlarged by nearest-neighbour so 8×8 digits stay crisp.
 * 2-D models: the particles over the model's noisy density p_σ at the current σ (its
-  ``log_prob``, drawn as a heat map), with each particle's path so far.
+  ``log_prob``, drawn as a heat map of 256 grey levels), with each particle's path so far.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import plotly.graph_objects as go
 import torch
 
 from .plots import TEMPLATE
+
+DENSITY_SPAN = 12.0  # nats of log p_σ below its maximum that the particle view shades
 
 
 def image_grid(images: torch.Tensor, columns: int | None = None, tile: int = 64, gap: int = 2) -> np.ndarray:
@@ -66,37 +68,54 @@ def view_extent(model, sigma: float, cond=None) -> float:
 @functools.lru_cache(maxsize=256)
 def density_grid(model, sigma: float, cond, extent: float, resolution: int) -> np.ndarray:
     """log p_σ on a resolution² grid over [−extent, extent]², rows along y (float32 is plenty
-    for a picture), clipped 12 nats below its maximum so the tails stay visible."""
+    for a picture), clipped ``DENSITY_SPAN`` nats below its maximum so the tails stay visible."""
     grid = torch.linspace(-extent, extent, resolution)
     xx, yy = torch.meshgrid(grid, grid, indexing="xy")
     with torch.no_grad():
         density = model.log_prob(torch.stack([xx.flatten(), yy.flatten()], 1), max(sigma, 1e-3), cond)
     density = density.view(resolution, resolution)
-    return density.clamp_min(density.max() - 12).numpy()
+    return density.clamp_min(density.max() - DENSITY_SPAN).numpy()
+
+
+def density_levels(density: np.ndarray, span: float = DENSITY_SPAN) -> np.ndarray:
+    """log p_σ as 8-bit grey levels: 0 at ``span`` nats below its maximum (or lower), 255 at it.
+
+    A level is span/255 ≈ 0.05 nats wide: the picture's precision, at one byte a grid point.
+    """
+    top = float(np.nanmax(density))
+    return np.round((np.clip(density, top - span, top) - (top - span)) * (255 / span)).astype(np.uint8)
 
 
 def particle_figure(model, paths: Sequence[torch.Tensor], sigma: float, cond=None, extent: float | None = None,
-                    resolution: int = 90, max_paths: int = 256) -> go.Figure:  # fmt: skip
+                    resolution: int = 90, max_paths: int = 256, max_particles: int | None = None) -> go.Figure:  # fmt: skip
     """Particles of a 2-D model over log p_σ, with their paths (a list of (B, 2) states so far).
 
-    The view spans ``extent`` (default :func:`view_extent`); at most ``max_paths`` paths are drawn.
+    The view spans ``extent`` (default :func:`view_extent`). The density is drawn as
+    :func:`density_levels` (one byte a grid point); the first ``max_paths`` particles' paths and
+    the first ``max_particles`` particles (None: all) are drawn, in float32: the batch's
+    particles are independent draws, so the first n are a uniform subsample, the same n at
+    every step. The title says how many of the batch are shown when not all are.
     """
-    current = paths[-1].detach().to("cpu", torch.float64)
+    batch = paths[-1].shape[0]
+    shown = batch if max_particles is None else min(batch, max_particles)
+    current = paths[-1][:shown].detach().to("cpu", torch.float32).numpy()
     extent = extent if extent is not None else view_extent(model, sigma, cond)
-    grid = np.linspace(-extent, extent, resolution)
-    density = cached(density_grid, model)(model, float(sigma), cond, float(extent), resolution)
-    fig = go.Figure(go.Heatmap(x=grid, y=grid, z=density, colorscale="Greys", showscale=False,
+    grid = np.linspace(-extent, extent, resolution, dtype=np.float32)
+    levels = density_levels(cached(density_grid, model)(model, float(sigma), cond, float(extent), resolution))
+    fig = go.Figure(go.Heatmap(x=grid, y=grid, z=levels, zmin=0, zmax=255, colorscale="Greys", showscale=False,
                                hoverinfo="skip", name="log p_σ"))  # fmt: skip
-    shown = min(current.shape[0], max_paths)
+    lines = min(batch, max_paths)
     if len(paths) > 1:
-        stacked = torch.stack([p.detach().to("cpu", torch.float64)[:shown] for p in paths])  # (T, n, 2)
-        xs = torch.cat([stacked[:, :, 0], torch.full((1, shown), float("nan"), dtype=torch.float64)]).T.flatten()
-        ys = torch.cat([stacked[:, :, 1], torch.full((1, shown), float("nan"), dtype=torch.float64)]).T.flatten()
+        stacked = torch.stack([p[:lines].detach().to("cpu", torch.float32) for p in paths])  # (T, n, 2)
+        gaps = torch.full((1, lines), float("nan"))
+        xs = torch.cat([stacked[:, :, 0], gaps]).T.flatten()
+        ys = torch.cat([stacked[:, :, 1], gaps]).T.flatten()
         fig.add_trace(go.Scattergl(x=xs.numpy(), y=ys.numpy(), mode="lines", name="paths",
                                    line=dict(width=0.6, color="rgba(31,119,180,0.35)"), hoverinfo="skip"))  # fmt: skip
-    fig.add_trace(go.Scattergl(x=current[:, 0].numpy(), y=current[:, 1].numpy(), mode="markers", name="particles",
+    fig.add_trace(go.Scattergl(x=current[:, 0], y=current[:, 1], mode="markers", name="particles",
                                marker=dict(size=3, color="#d62728")))  # fmt: skip
-    fig.update_layout(title=f"particles at σ = {sigma:.3g}", template=TEMPLATE, height=420,
+    title = f"particles at σ = {sigma:.3g}" + (f" ({shown:,} of {batch:,} shown)" if shown < batch else "")
+    fig.update_layout(title=title, template=TEMPLATE, height=420,
                       xaxis=dict(range=[-extent, extent], constrain="domain"),
                       yaxis=dict(range=[-extent, extent], scaleanchor="x", constrain="domain"),
                       uirevision=f"particles-{extent:.6g}", margin=dict(l=30, r=10, t=40, b=30),

@@ -86,9 +86,9 @@ def run(model: str, prompt: str, negative_prompt: str, cls: str, cfg: float, aut
         request = parse_request(values, models_for(models or available_models(), user), find)
         model = find(request.model)
         admit(request, model)  # refused over the server's budget per run (cost.py)
-        finished: dict = {}
+        shown: dict = {}  # what the page has of this run (frames.frame sends only changes)
         for session in stream_session(request, model):
-            yield frames.frame(session, model, x_axis, finished)
+            yield frames.frame(session, model, x_axis, shown)
     except ParameterError as err:
         yield frames.message(str(err))
 
