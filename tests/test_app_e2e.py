@@ -40,6 +40,15 @@ def decode(values) -> np.ndarray:
     return np.array(values, dtype=float)
 
 
+def page(outputs: list) -> list:
+    """What the page shows after the streamed ``outputs``: an output sent as a bare update (``gr.skip()``,
+    unchanged since the frame before) keeps its previous value."""
+    shown = list(outputs[0])
+    for frame in outputs[1:]:
+        shown = [old if new == {"__type__": "update"} else new for old, new in zip(shown, frame)]
+    return shown
+
+
 def medians(fig, name: str) -> np.ndarray:
     (line,) = [t for t in fig.data if t.name == name]
     return decode(line.y)
@@ -56,11 +65,12 @@ def test_run_endpoint_streams_the_librarys_run(client):
                  (UNGUIDED, ui.parse_request(SETTINGS, ui.available_models()).unguided()))}  # fmt: skip
     for k, frame in enumerate(outputs[:steps]):  # the guided run growing, step by step
         shown = medians(figure(frame[5]), "‖e‖ embedded")  # one run so far: no run label
-        np.testing.assert_allclose(shown, np.nanmedian(expected[GUIDED].column("lte")[: k + 1], axis=1), rtol=1e-12)
-    final = outputs[-1]
+        # float32 typed arrays ({"dtype": "f4", "bdata": …}): 7 significant digits
+        np.testing.assert_allclose(shown, np.nanmedian(expected[GUIDED].column("lte")[: k + 1], axis=1), rtol=1e-6)
+    final = page(outputs)
     for label, trace in expected.items():
         shown = medians(figure(final[4]), f"ρ̂ (secant) · {label}")
-        np.testing.assert_allclose(shown, np.nanmedian(trace.column("stiffness"), axis=1), rtol=1e-12)
+        np.testing.assert_allclose(shown, np.nanmedian(trace.column("stiffness"), axis=1), rtol=1e-6)
     assert "done" in final[0] and final[-1]["maximum"] == steps
     table = final[-2]["value"]
     assert [row[0] for row in table["data"]] == [GUIDED, UNGUIDED]
