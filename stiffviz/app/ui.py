@@ -30,7 +30,8 @@ from . import api, frames
 from .cost import admit, cost_note, timing_for
 from .frames import OUTPUT_COUNT, X_AXES
 from .learn import build_learn_tab
-from .live import Session, step_status, stream_session
+from . import gpu
+from .live import STOPS, Session, bound_allocator, release_memory, step_status, stream_session
 from .plots import CHARTS
 from .report import write_exports
 from .userdata import UserData, block as user_data_block, lookup, models_for
@@ -71,15 +72,22 @@ def run(model: str, prompt: str, negative_prompt: str, cls: str, cfg: float, aut
         steps: int, schedule: str, sigma_min: float, sigma_max: float, rho: float, erk_on: bool, erk_guid: float,
         erk_con: float, stein_on: bool, stein_probes: int, stein_gamma_min: float, stein_gamma_max: float,
         stein_sigma_max: float, eig: bool, lte_ref: bool, lipschitz: bool, seed: int, batch: int, compare: bool,
-        x_axis: str, user: UserData | None = None, *, models: list[str] | None = None) -> Iterator[tuple]:  # fmt: skip
+        x_axis: str, user: UserData | None = None, gr_request: gr.Request | None = None, *,
+        models: list[str] | None = None) -> Iterator[tuple]:  # fmt: skip
     """Sample with the settings and stream the run: a frame after every step (status, views, charts, results).
 
     The parameters are the page's inputs (``INPUTS``, then the chart's x axis), each checked on
     the server: a rejected value yields one message naming the parameter and its limit; a diverged
     run shows its steps up to the divergence and says where and why it stopped. ``user`` (a hidden
     ``gr.State``) is the session's own data: its model is offered as ``USER_DATA`` in this session only.
+
+    The run stops at its next step when the session presses Stop or starts another run, or when
+    Gradio closes this generator (the page went, or a cancel); the sampling runs under ZeroGPU
+    when there is one (:mod:`stiffviz.app.gpu`), the figures here.
     """
     values = {name: value for name, value in locals().items() if name in INPUTS}
+    key = getattr(gr_request, "session_hash", None)
+    stop = STOPS.begin(key)
     try:
         choice("x_axis", x_axis, list(X_AXES))
         find = lookup(user, _model)
@@ -87,10 +95,20 @@ def run(model: str, prompt: str, negative_prompt: str, cls: str, cfg: float, aut
         model = find(request.model)
         admit(request, model)  # refused over the server's budget per run (cost.py)
         shown: dict = {}  # what the page has of this run (frames.frame sends only changes)
-        for session in stream_session(request, model):
+        server = request.model in (models or available_models())  # else the session's own, small: it crosses
+        events = gpu.events(request, request.model if server else model, _model)
+        for session in stream_session(request, model, stop, events):
             yield frames.frame(session, model, x_axis, shown)
     except ParameterError as err:
         yield frames.message(str(err))
+    finally:
+        STOPS.end(key, stop)
+        release_memory()
+
+
+def stop_run(gr_request: gr.Request | None = None) -> None:
+    """The Stop button: the session's run ends at its next step (its page keeps what it has)."""
+    STOPS.stop(getattr(gr_request, "session_hash", None))
 
 
 NO_RUN_YET = "run the sampler first (the Run button, or the /run endpoint in the same session):"
@@ -187,6 +205,7 @@ def build_app(*server_models: str) -> gr.Blocks:
     models = available_models(*server_models)
     latent = any(getattr(_model(name), "latent", False) for name in server_models)  # loads each one now
     default_limits = _limits(DEFAULTS["model"])
+    bound_allocator()  # a run's large temporaries go back to the OS (live.py)
     for name in models:  # each model's time per call, measured once, at start-up (cost.py)
         timing_for(_model(name), name, _limits(name).default_batch)
     with api.Blocks(title="stiffviz") as app:
@@ -196,7 +215,9 @@ def build_app(*server_models: str) -> gr.Blocks:
             with gr.Row():
                 with gr.Column(scale=1, min_width=300):
                     c = _controls(models, default_limits)
-                    run_button = gr.Button("Run", variant="primary", elem_id="run-button")
+                    with gr.Row():
+                        run_button = gr.Button("Run", variant="primary", elem_id="run-button")
+                        stop_button = gr.Button("Stop", variant="stop", elem_id="stop-button")
                     cost_md = gr.Markdown(cost_note(DEFAULTS, models, _model), elem_id="cost")
                     limits_note = gr.Markdown(f"Limits for **tree**: at most {default_limits.max_steps} steps "
                                               f"and a batch of {default_limits.max_batch}.")  # fmt: skip
@@ -228,8 +249,10 @@ def build_app(*server_models: str) -> gr.Blocks:
         outputs = [status, view_a, view_b, gallery, *charts, stability, results, step, session]
         # preprocess=False: the raw values reach ``run``, which checks each one and names it in its message
         # (Gradio's own slider check would reject an API caller's value without naming the input).
-        run_button.click(_gpu(functools.partial(run, models=models)), inputs, outputs, api_name="run",
-                         concurrency_limit=CONCURRENCY_LIMIT, preprocess=False)  # fmt: skip
+        running = run_button.click(functools.partial(run, models=models), inputs, outputs, api_name="run",
+                                   concurrency_limit=CONCURRENCY_LIMIT, preprocess=False)  # fmt: skip
+        # Stop: the run's stop event (it ends at its next step) and Gradio's cancel of the streaming event.
+        stop_button.click(stop_run, None, None, cancels=[running], api_name="stop", queue=False)
         # A latent model's VAE decodes when scrubbing: on ZeroGPU that needs the GPU too.
         step.input(_gpu(scrub) if latent else scrub, [session, step, user], [status, view_a, view_b, gallery, session],
                    api_name="scrub", trigger_mode="always_last", preprocess=False)  # fmt: skip
