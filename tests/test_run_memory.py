@@ -6,36 +6,20 @@ import subprocess
 import sys
 import textwrap
 
-import numpy as np
 import torch
 
 from stiffviz.app.live import KEEP_SAMPLES, kept, stream_session
 from stiffviz.app.requests import DEFAULTS, INPUT_RANGES, ModelLimits, available_models, limits_for, parse_request
-from stiffviz.models.base import CallableDenoiser
+from stiffviz.models.gmm import GaussianMixtureDenoiser
 
 TOP_SESSION_BYTES = 160_000_000  # what a maximum run's Session keeps (tree's limits, default diagnostics, compare)
 RSS_GROWTH_BYTES = 50_000_000  # RSS growth from the first to the third big run
 
 
-def kept_bytes(session) -> int:
-    """Bytes of every tensor and array the Session holds: states, previews, samples, trace records."""
-    total = 0
-    for run in session.runs.values():
-        tensors = [*run.states, *run.previews, *([run.samples] if run.samples is not None else [])]
-        total += sum(t.nelement() * t.element_size() for t in tensors)
-        total += sum(v.nbytes for record in run.trace.steps for v in record.values() if isinstance(v, np.ndarray))
-    return total
-
-
-def gaussian_model() -> CallableDenoiser:
-    """Data N(0, diag(1, 4)) in 2-D: D(x; σ) = x · s²/(s² + σ²) per coordinate, cheap at any batch."""
-    variance = torch.tensor([1.0, 4.0])
-
-    def denoise(x, sigma):
-        s2 = torch.as_tensor(sigma, dtype=x.dtype).reshape(-1, 1) ** 2
-        return x * variance.to(x.dtype) / (variance.to(x.dtype) + s2)
-
-    model = CallableDenoiser(denoise, shape=(2,))
+def two_gaussians() -> GaussianMixtureDenoiser:
+    """A 2-D mixture of two Gaussians: the tree's kind of model (exact Jacobians, reference samples), cheap."""
+    model = GaussianMixtureDenoiser(torch.tensor([[-1.0, 0.0], [1.0, 0.5]]), torch.eye(2).repeat(2, 1, 1) * 0.3,
+                                    torch.tensor([0.5, 0.5]))  # fmt: skip
     model.name = "tree"
     return model
 
@@ -44,14 +28,14 @@ def test_a_maximum_runs_session_keeps_a_bounded_amount(one_thread):
     limits: ModelLimits = limits_for("tree")
     assert limits.max_batch == INPUT_RANGES["batch"][1]  # the tree's are the app's largest 2-D limits
     req = parse_request(DEFAULTS | dict(steps=limits.max_steps, batch=limits.max_batch), available_models())
-    *_, session = stream_session(req, gaussian_model())
+    *_, session = stream_session(req, two_gaussians())
     runs = list(session.runs.values())
     assert len(runs) == 2 and all(run.samples is not None for run in runs)  # the run and its twin
     for run in runs:
         assert run.samples.shape == (limits.max_batch, 2)  # every sample, for export and quality
         assert run.trace.column("lte").shape == (limits.max_steps, limits.max_batch)  # statistics: the whole batch
         assert {len(x) for x in run.states + run.previews} == {kept((2,), limits.max_batch)} == {KEEP_SAMPLES}
-    assert kept_bytes(session) < TOP_SESSION_BYTES
+    assert session.kept_bytes() < TOP_SESSION_BYTES
 
 
 def test_repeated_big_runs_leave_rss_flat():
@@ -69,7 +53,7 @@ def test_repeated_big_runs_leave_rss_flat():
             for line in Path("/proc/self/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1]) * 1024
-        req = parse_request(DEFAULTS | dict(steps=20, batch=4096, solver="euler"), available_models())
+        req = parse_request(DEFAULTS | dict(steps=8, batch=4096, solver="euler", compare=False), available_models())
         after = []
         for _ in range(3):
             *_, session = stream_session(req)

@@ -115,6 +115,15 @@ class Session:
         runs = self.runs.values()
         return any(run.error for run in runs) or (len(self.runs) == len(self.plan()) and all(r.done for r in runs))
 
+    def kept_bytes(self) -> int:
+        """Bytes of the tensors and arrays the session keeps: states, previews, samples, trace records."""
+        total = 0
+        for run in self.runs.values():
+            tensors = [*run.states, *run.previews, *([run.samples] if run.samples is not None else [])]
+            total += sum(t.nelement() * t.element_size() for t in tensors)
+            total += sum(v.nbytes for record in run.trace.steps for v in record.values() if hasattr(v, "nbytes"))
+        return total
+
     @property
     def steps_done(self) -> int:
         """The last step of the longest run: the step slider's end (scrubbing to k shows each run
