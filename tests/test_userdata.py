@@ -14,6 +14,7 @@ import torch
 from gradio_client import Client, handle_file
 
 import app
+import browser
 import stiffviz
 from stiffviz.app import render, ui, userdata
 from stiffviz.app.live import GUIDED, UNGUIDED
@@ -346,3 +347,40 @@ def test_a_csv_upload_through_the_api_runs_in_that_session_only(served, tmp_path
     refused = other.predict(**values, x_axis="step", api_name="/run")  # another session: no such model
     assert refused[0].split(", got")[0].startswith("⚠️ model: must be one of tree")
     assert USER_DATA not in refused[0].split(", got")[0]
+
+
+# ---------------------------------------------------------------- in the browser
+def test_the_page_takes_a_csv_and_a_drawing(tmp_path):
+    """Headless Chromium: upload a CSV, the dropdown turns to the data and a run finishes; then a
+    stroke on the canvas becomes the data (its pixels, as points)."""
+    problem = browser.browser_problem()
+    if problem:  # a failure, not a skip: CI must run this test (as tests/test_browser.py)
+        pytest.fail(problem, pytrace=False)
+    path = tmp_path / "points.csv"
+    path.write_bytes(csv_bytes(POINTS))
+    note = "document.querySelector('#data-note')?.innerText ?? ''"
+    with browser.serving() as url, browser.browser_page() as (page, log):
+        browser.open_app(page, url)
+        page.get_by_text("Your own 2-D data").click()
+        page.locator("#data-file input[type=file]").set_input_files(str(path))
+        page.wait_for_function(f"() => ({note}).includes('40 points from the file points.csv')", timeout=60_000)
+        page.wait_for_function(f"() => document.querySelector('#model input').value === '{USER_DATA}'")
+        browser.wait_idle(page)
+        assert f"Limits for {USER_DATA}: at most 200 steps" in page.get_by_text("Limits for").first.inner_text()
+        status = browser.run_and_wait(page, runs=2)
+        assert GUIDED in status and UNGUIDED in status, status
+        assert browser.plot_traces(page, "#view-a") > 0
+        page.get_by_role("tab", name="draw").click()
+        page.locator("#data-sketch button[aria-label='Brush']").first.click()  # Gradio's sketchpad starts unarmed
+        box = page.locator("#data-sketch canvas").first.bounding_box()
+        page.mouse.move(box["x"] + 80, box["y"] + 100)
+        page.mouse.down()
+        for i in range(30):  # a diagonal stroke, inside the drawing area
+            page.mouse.move(box["x"] + 80 + 4 * i, box["y"] + 100 + 5 * i, steps=2)
+        page.mouse.up()
+        page.wait_for_timeout(1000)  # the editor sends its picture once the stroke is done
+        page.locator("#use-drawing").click()
+        page.wait_for_function(f"() => ({note}).includes('points from the drawing')", timeout=60_000)
+        drawn = int(page.locator("#data-note").inner_text().split(": ")[1].split(" points")[0].replace(",", ""))
+        assert 100 < drawn <= MAX_POINTS, page.locator("#data-note").inner_text()  # a stroke of about 200 px
+        assert not (log.console_errors or log.page_errors), f"errors in the browser:\n{log.report()}"

@@ -205,7 +205,7 @@ def block(server_models: list[str], model_dropdown: gr.Dropdown, session: gr.Sta
         with gr.Tab("draw"):
             sketch = gr.Sketchpad(canvas_size=(CANVAS, CANVAS), fixed_canvas=True, format="png", layers=False,
                                   brush=gr.Brush(default_size=4, colors=["#000000"], color_mode="fixed"),
-                                  label="draw points (each inked pixel is one)", elem_id="data-sketch")  # fmt: skip
+                                  label="draw points (pick the brush; each inked pixel is one)", elem_id="data-sketch")  # fmt: skip
             use_drawing = gr.Button("Use the drawing", elem_id="use-drawing")
         bandwidth = gr.Slider(0.0, H_MAX, value=0.0, step=0.01, label="bandwidth h (standardised units)",
                               elem_id="bandwidth")  # fmt: skip
