@@ -32,8 +32,9 @@ Model-call equivalents weigh each kind by its time relative to one call, and sec
     model_calls = Σ_kind passes_kind · ratio_kind,   seconds = model_calls · t_call · B / B_ref
 
 with t_call, the ratios and B_ref measured once per server model at start-up
-(:func:`measure`, the fastest of a few timed passes at the model's default batch, at most
-``REFERENCE_BATCH``, B_ref) and the
+(:func:`measure`, the least of a few timed passes at the model's default batch, at most
+``REFERENCE_BATCH``, B_ref; on the CPU in CPU time per thread, which other busy processes do
+not inflate) and the
 time per call taken as linear in the batch B. :func:`admit` refuses a request whose
 estimate exceeds the server's budget per run, ``RUN_BUDGET_S`` seconds (environment variable
 ``STIFFVIZ_RUN_BUDGET_S``), with a message that names the costliest part, the estimate and the limit.
@@ -231,21 +232,28 @@ _TIMINGS: "weakref.WeakKeyDictionary[Any, Timing]" = weakref.WeakKeyDictionary()
 _BY_NAME: dict[str, Timing] = {}
 
 
-def _best_time(fn: Callable[[], Any]) -> float:
-    """The fastest of ``REPEATS`` timed calls after a warm-up (other processes only ever add time)."""
+def _best_time(fn: Callable[[], Any], device: torch.device) -> float:
+    """Seconds of one ``fn()``: the least of ``REPEATS`` timed calls after a warm-up. On the CPU
+    each call counts the process's CPU time per torch thread where that is less than the wall
+    time, so other processes busy on the machine at start-up do not inflate it; on a GPU, the
+    wall time to the device's synchronisation."""
+    cuda = device.type == "cuda"
     fn()
     times = []
     for _ in range(REPEATS):
-        start = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        if cuda:
+            torch.cuda.synchronize(device)
+        wall, cpu = time.perf_counter() - wall, (time.process_time() - cpu) / torch.get_num_threads()
+        times.append(wall if cuda else min(wall, cpu))
+    return max(min(times), 1e-9)
 
 
 def measure(model, batch: int) -> Timing:
     """Time one call of ``model`` on ``batch`` samples, and each other kind of pass relative to it
     (unconditional, at σ = 1, on the model's device; the kinds it cannot make are left out)."""
-    device = getattr(model, "device", torch.device("cpu"))
+    device = torch.device(getattr(model, "device", "cpu"))
     generator = torch.Generator().manual_seed(0)
     x = torch.randn((batch, *model.shape), generator=generator).to(device)
     v = torch.randn((batch, *model.shape), generator=generator).to(device)
@@ -257,14 +265,14 @@ def measure(model, batch: int) -> Timing:
             torch.autograd.grad(model(y, sigma), y, grad_outputs=v)
 
     with torch.no_grad():
-        call = _best_time(lambda: model(x, sigma))
-        ratios = {"call": 1.0, "jvp": _best_time(lambda: jvp(lambda y: model(y, sigma), x, v, key=model)) / call,
-                  "backward": max(_best_time(backward) / call - 1.0, 0.0)}  # fmt: skip
+        call = _best_time(lambda: model(x, sigma), device)
+        ratios = {"call": 1.0, "jvp": _best_time(lambda: jvp(lambda y: model(y, sigma), x, v, key=model), device) / call,
+                  "backward": max(_best_time(backward, device) / call - 1.0, 0.0)}  # fmt: skip
         if hasattr(model, "denoiser_jvp"):
-            ratios["own_jvp"] = _best_time(lambda: model.denoiser_jvp(x, sigma, v)) / call
+            ratios["own_jvp"] = _best_time(lambda: model.denoiser_jvp(x, sigma, v), device) / call
         if hasattr(model, "denoiser_jacobian"):
             spectrum = ExactSpectrum(guided_denoiser(model).jacobian)
-            ratios["jacobian"] = _best_time(lambda: spectrum.estimate(x, sigma)) / call
+            ratios["jacobian"] = _best_time(lambda: spectrum.estimate(x, sigma), device) / call
     return Timing(call, batch, ratios)
 
 
