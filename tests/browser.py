@@ -133,6 +133,81 @@ def browser_page(width: int = WIDTH, height: int = HEIGHT) -> Iterator[tuple[obj
             browser.close()
 
 
+# Wraps the page's own fetch: each response of /gradio_api/queue/data (the queue's server-sent
+# events, which Gradio's client reads with fetch) is tee'd, and its bytes are counted as they
+# arrive, split into the SSE messages (each ends with a blank line), with each message's kind.
+WIRE_JS = """(() => {
+    const wire = (window.__wire = {sizes: [], kinds: []});
+    const original = window.fetch;
+    const head = (bytes) => new TextDecoder().decode(new Uint8Array(bytes));
+    window.fetch = async (...args) => {
+        const response = await original(...args);
+        const url = String(args[0] && args[0].url ? args[0].url : args[0]);
+        if (!url.includes('/queue/data') || !response.body) return response;
+        const [page, tap] = response.body.tee();
+        (async () => {
+            const reader = tap.getReader();
+            let size = 0, last = -1, start = [];
+            for (;;) {
+                const {done, value} = await reader.read();
+                if (done) break;
+                for (const byte of value) {
+                    size += 1;
+                    if (start.length < 120) start.push(byte);
+                    if (byte === 13) continue;  // CR LF line ends count as bytes, not as a blank line
+                    if (byte === 10 && last === 10) {
+                        const kind = /"msg":\\s*"(\\w+)"/.exec(head(start));
+                        wire.sizes.push(size);
+                        wire.kinds.push(kind ? kind[1] : '');
+                        size = 0; start = []; last = -1;
+                        continue;
+                    }
+                    last = byte;
+                }
+            }
+        })();
+        return new Response(page, {status: response.status, statusText: response.statusText, headers: response.headers});
+    };
+})()"""
+
+
+class Wire:
+    """The bytes the page receives from the app's queue, message by message (:data:`WIRE_JS`), and
+    the same stream's bytes as Chromium's network stack counts them (CDP ``Network.dataReceived``)."""
+
+    def __init__(self, page) -> None:
+        self.page = page
+        page.add_init_script(WIRE_JS)
+        self.cdp = page.context.new_cdp_session(page)
+        self.cdp.send("Network.enable")
+        self.urls: dict[str, str] = {}
+        self.received: list[int] = []  # bytes per dataReceived event of a queue/data response
+        self.cdp.on("Network.requestWillBeSent", lambda e: self.urls.__setitem__(e["requestId"], e["request"]["url"]))
+        self.cdp.on("Network.dataReceived", self._data)
+
+    def _data(self, event) -> None:
+        if "/queue/data" in self.urls.get(event["requestId"], ""):
+            self.received.append(event["dataLength"])
+
+    def mark(self) -> tuple[int, int]:
+        """Where the counts stand now (pass it to :meth:`since`)."""
+        return len(self.messages()[0]), len(self.received)
+
+    def messages(self) -> tuple[list[int], list[str]]:
+        wire = self.page.evaluate("() => window.__wire")
+        return wire["sizes"], wire["kinds"]
+
+    def since(self, mark: tuple[int, int], completions: int = 1, timeout_s: float = 30) -> tuple[list[int], list[str], int]:
+        """(message sizes, message kinds, network bytes) received after ``mark``, once ``completions``
+        process_completed messages have arrived."""
+        self.page.wait_for_function(
+            "([start, n]) => window.__wire.kinds.slice(start).filter(k => k === 'process_completed').length >= n",
+            arg=[mark[0], completions], timeout=timeout_s * 1000,
+        )  # fmt: skip
+        sizes, kinds = self.messages()
+        return sizes[mark[0] :], kinds[mark[0] :], sum(self.received[mark[1] :])
+
+
 # ---------------------------------------------------------------- page helpers
 def open_app(page, url: str) -> None:
     """Load the page and wait until Gradio has mounted the Sampler tab."""
@@ -145,6 +220,15 @@ def select_dropdown(page, elem_id: str, value: str) -> None:
     page.locator(f"#{elem_id} input").click()
     page.get_by_role("option", name=value, exact=True).click()
     page.wait_for_function("([id, v]) => document.querySelector(`#${id} input`).value === v", arg=[elem_id, value])
+
+
+def set_number(page, elem_id: str, value: float) -> None:
+    """Type ``value`` into the number box of the gr.Slider or gr.Number with ``elem_id`` (Enter commits it)."""
+    box = page.locator(f"#{elem_id} input[type=number]")
+    box.fill(str(value))
+    box.press("Enter")
+    page.wait_for_function("([id, v]) => Number(document.querySelector(`#${id} input[type=number]`).value) === v",
+                           arg=[elem_id, value])  # fmt: skip
 
 
 def status_text(page) -> str:
