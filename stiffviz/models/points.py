@@ -61,8 +61,8 @@ def standardise(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
 def check_bandwidth(bandwidth: float) -> float:
     """h as a float in [0, ``H_MAX``], or a :class:`ParameterError` naming the bandwidth."""
     try:
-        h = float(bandwidth)
-    except (TypeError, ValueError):
+        h = float(bandwidth) if not isinstance(bandwidth, (bool, str)) else math.nan  # True is no bandwidth
+    except (TypeError, ValueError, OverflowError):
         raise ParameterError("bandwidth", f"must be a number in [0, {H_MAX:g}], got {bandwidth!r}") from None
     if not (math.isfinite(h) and 0.0 <= h <= H_MAX):
         raise ParameterError("bandwidth", f"must be a number in [0, {H_MAX:g}], got {bandwidth!r}")
