@@ -3,7 +3,9 @@ model living in one session only (the page's handlers, two sessions, an upload t
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import gradio as gr
 import httpx
@@ -344,6 +346,11 @@ def test_a_csv_upload_through_the_api_runs_in_that_session_only(served, tmp_path
     values = run_values(steps=3, batch=32)
     outputs = list(visitor.submit(**values, x_axis="step", api_name="/run"))
     assert len(outputs) == 3 + 1 and "— done" in outputs[-1][0]
+    status, *_ = visitor.predict(2, api_name="/scrub")  # the session's model draws the view at step 2
+    assert status.startswith("**run**: step 2 of 3")
+    exported = visitor.predict(api_name="/export")
+    traces = [json.loads(Path(f).read_text()) for f in exported if str(f).endswith(".json")]
+    assert [trace["config"]["model"] for trace in traces] == [USER_DATA]
     refused = other.predict(**values, x_axis="step", api_name="/run")  # another session: no such model
     assert refused[0].split(", got")[0].startswith("⚠️ model: must be one of tree")
     assert USER_DATA not in refused[0].split(", got")[0]
