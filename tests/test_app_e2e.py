@@ -16,6 +16,12 @@ from stiffviz.app.live import GUIDED, UNGUIDED
 from stiffviz.app.requests import DEFAULTS, INPUTS
 
 SETTINGS = DEFAULTS | dict(steps=5, batch=256, seed=3)
+# The same as stiffviz.sample settings, written out (not built by the app's parse_request).
+GUIDED_SETTINGS = dict(
+    solver="heun", steps=5, batch=256, seed=3, schedule="karras", sigma_min=0.002, sigma_max=80.0, rho=7.0, cls=None,
+    cfg=1.0, autoguidance=1.0, erk_guid=1.0, erk_con=0.5, stein=False, stein_probes=5, stein_gamma_min=1.0,
+    stein_gamma_max=3.0, stein_sigma_max=500.0, eig=True, lte_ref=False, lipschitz=False,
+)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +67,7 @@ def test_run_endpoint_streams_the_librarys_run(client):
     steps = SETTINGS["steps"]
     assert len(outputs) == 2 * (steps + 1)  # a frame per step and one at the end, for each run
     expected = {label: stiffviz.sample("tree", **settings)[1] for label, settings in
-                ((GUIDED, ui.parse_request(SETTINGS, ui.available_models()).settings),
-                 (UNGUIDED, ui.parse_request(SETTINGS, ui.available_models()).unguided()))}  # fmt: skip
+                ((GUIDED, GUIDED_SETTINGS), (UNGUIDED, GUIDED_SETTINGS | dict(erk_guid=None)))}
     for k, frame in enumerate(outputs[:steps]):  # the guided run growing, step by step
         shown = medians(figure(frame[5]), "‖e‖ embedded")  # one run so far: no run label
         # float32 typed arrays ({"dtype": "f4", "bdata": …}): 7 significant digits

@@ -327,7 +327,8 @@ def test_stiff_system_refuses_bad_input(change, parameter, limit):
 
 
 def test_excluded_dpm_solvers_really_break_the_identity():
-    """Why dpm2 is not offered: its step on y' = λy depends on σ, so growth ≠ its nominal |R(z)|."""
+    """Why dpm2 is not offered: its step on y' = λy is 1 + z + c_i z² with c_i = √σ_i/(√σ_i + √σ_{i+1}),
+    which depends on σ (written out here from the midpoint σ_mid = √(σ_i σ_{i+1})), not its nominal R(z) (c = ½)."""
     import torch
 
     from stiffviz.sampler import integrate
@@ -338,5 +339,11 @@ def test_excluded_dpm_solvers_really_break_the_identity():
     integrate(lambda x, s: x + s * lam * x, sigmas, states[0], get_solver("dpm2"), diagnostics=False,
               on_step=lambda r, x, d: states.append(x))  # fmt: skip
     y = torch.cat(states).flatten().numpy()
-    nominal = get_solver("dpm2").amplification(np.array(h * lam))
-    assert not np.allclose(np.abs(y[1:] / y[:-1]), nominal, rtol=1e-3)
+    s = sigmas.numpy()
+    z = (s[1:] - s[:-1]) * -lam  # D = x + σλx gives the drift f = (x − D)/σ = −λx, stepped over h = σ_{i+1} − σ_i
+    c = np.sqrt(s[:-1]) / (np.sqrt(s[:-1]) + np.sqrt(s[1:]))
+    np.testing.assert_allclose(y[1:] / y[:-1], 1 + z + c * z**2, rtol=1e-12)
+    assert np.all(np.diff(c) > 0) and np.all((0.5 < c) & (c < 1))  # σ-dependent, never the nominal ½
+    nominal = get_solver("dpm2").amplification(z)
+    np.testing.assert_allclose(nominal, np.abs(1 + z + z**2 / 2), rtol=1e-12)
+    assert np.all(np.abs(np.abs(y[1:] / y[:-1]) - nominal) > 1e-3)

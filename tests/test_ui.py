@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import linear_drift_model
-from test_live import FAKE, TextLatentModel
+from test_live import FAKE, PAGE_DEFAULT_SETTINGS, TextLatentModel
 
 import app
 import stiffviz
@@ -98,14 +98,14 @@ def test_big_runs_draw_a_subsample_and_fewer_redraws():
     # The charts' statistics are over the whole batch.
     lte = run.trace.column("lte")
     assert lte.shape == (steps, batch)
-    np.testing.assert_allclose(median_line(final[CHART["lte"]], "‖e‖ embedded"), np.nanmedian(lte, axis=1), rtol=1e-6)
+    shown = median_line(final[CHART["lte"]], "‖e‖ embedded")
+    np.testing.assert_allclose(shown, np.nanmedian(lte, axis=1), rtol=1e-6)
 
 
 def test_final_frame_is_the_librarys_run(default_frames):
     final = page(default_frames)
     session = final[SESSION]
-    request = session.request
-    for label, settings in ((GUIDED, request.settings), (UNGUIDED, request.unguided())):
+    for label, settings in ((GUIDED, PAGE_DEFAULT_SETTINGS), (UNGUIDED, PAGE_DEFAULT_SETTINGS | dict(erk_guid=None))):
         _, trace = stiffviz.sample("tree", **settings)
         stiffness = trace.column("stiffness")
         expected = [np.median(row[np.isfinite(row)]) if np.isfinite(row).any() else np.nan for row in stiffness]
@@ -200,8 +200,7 @@ def test_export_writes_the_runs_files(default_frames, tmp_path):
     assert json.loads(open(guided_json).read())["config"]["erk_guid"] == DEFAULTS["erk_guid"]
     with pytest.raises(ui.gr.Error, match="export: run the sampler first"):
         ui.export(None)
-    rings = ui.parse_request(DEFAULTS | dict(model="rings"), available_models())
-    failed = list(stream_session(Request("rings", rings.settings | dict(cls="A"), False)))[-1]  # refused by the sampler
+    failed = list(stream_session(Request("rings", PAGE_DEFAULT_SETTINGS | dict(cls="A"), False)))[-1]  # the sampler refuses
     with pytest.raises(ui.gr.Error, match="export: no run finished.*class"):
         ui.export(failed)
 
@@ -252,7 +251,8 @@ def test_a_prompted_latent_run_reaches_the_model_and_shows_decoded_pictures(fake
     session = frames[-1][0][SESSION]
     run = session.runs[GUIDED]  # CFG on, compare off: the guided run alone
     assert fake.prompts == [("a red fox", "blurry")]  # the prompt reached the model, encoded once
-    expected, trace = stiffviz.sample(fake, **session.request.settings)
+    expected, trace = stiffviz.sample(fake, **PAGE_DEFAULT_SETTINGS | dict(
+        prompt="a red fox", negative_prompt="blurry", cfg=3.0, steps=3, batch=2, schedule="model", erk_guid=None, eig=False))
     torch.testing.assert_close(run.samples, expected, rtol=0, atol=0)
     assert trace.config["prompt"] == "a red fox" and trace.config["negative_prompt"] == "blurry"
     # Streaming: the cheap projection of x_k and D(x_k); the end: the VAE (pictures ×2 the latent size).
@@ -353,7 +353,7 @@ def test_app_runs_a_served_diffusers_text_latent_model_like_the_library(tmp_path
                                  models=available_models(spec))))  # fmt: skip
         run = final[SESSION].runs[GUIDED]
         model = stiffviz.load_model(spec)
-        expected, trace = stiffviz.sample(model, solver=DEFAULTS["solver"], seed=DEFAULTS["seed"], **same)
+        expected, trace = stiffviz.sample(model, solver="heun", seed=0, **same)  # the page's default solver and seed
         torch.testing.assert_close(run.samples, expected)
         np.testing.assert_allclose(run.trace.sigmas, trace.sigmas, rtol=0, atol=0)
         state, preview = final[GALLERY]["value"]
@@ -361,3 +361,23 @@ def test_app_runs_a_served_diffusers_text_latent_model_like_the_library(tmp_path
         assert not np.array_equal(state[0], image_grid(run.samples)) and "Latent model" in final[STATUS]
     finally:
         ui._model.cache_clear()
+
+
+def test_after_a_divergence_the_slider_reaches_the_comparison_runs_end():
+    """SteinDiff with γ = −10 blows the guided run up part-way; its unguided twin runs all 60 steps,
+    and scrubbing shows each run at min(k, its own last step)."""
+    changes = dict(steps=60, batch=16, erk_on=False, stein_on=True, stein_gamma_min=-10.0, stein_gamma_max=-10.0,
+                   eig=False)  # fmt: skip
+    final = page(list(ui.run(*inputs(**changes))))
+    session = final[SESSION]
+    guided, unguided = session.runs[GUIDED], session.runs[UNGUIDED]
+    last = guided.trace.steps[-1]["i"]  # the failing step: x_last is the guided run's last finite state
+    assert guided.trace.status == "diverged" and 0 < last < 59 and unguided.trace.status == "ok"
+    assert final[SLIDER]["maximum"] == 60
+    for k in (last - 1, 60):
+        status, view_a, view_b, _, _ = ui.scrub(session, k)
+        assert f"**{GUIDED}**: step {min(k, last)} of 60" in status and f"**{UNGUIDED}**: step {k} of 60" in status
+        np.testing.assert_array_equal(np.array(view_a["value"].data[-1].x), guided.states[min(k, last)][:, 0].numpy())
+        np.testing.assert_array_equal(np.array(view_b["value"].data[-1].x), unguided.states[k][:, 0].numpy())
+    rows = {row[0]: row for row in final[RESULTS]["value"]}
+    assert "n/a" in rows[GUIDED] and "n/a" not in rows[UNGUIDED]
