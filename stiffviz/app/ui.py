@@ -15,8 +15,6 @@ preview while streaming, the VAE at the end and when scrubbing, see :func:`stiff
 from __future__ import annotations
 
 import functools
-import tempfile
-from pathlib import Path
 from typing import Any, Iterator
 
 import gradio as gr
@@ -26,13 +24,14 @@ from ..config import MODEL_SCHEDULE
 from ..errors import ParameterError
 from ..models import list_models, load_model
 from ..solvers import SOLVERS
-from . import api, frames
+from . import api, frames, sessions
 from .cost import admit, cost_note, timing_for
 from .frames import OUTPUT_COUNT, X_AXES
 from .learn import build_learn_tab
 from . import gpu
 from .live import STOPS, Session, bound_allocator, release_memory, step_status, stream_session
 from .plots import CHARTS
+from .presets import FINDINGS, PRESETS
 from .report import write_exports
 from .userdata import UserData, block as user_data_block, lookup, models_for
 from .requests import (
@@ -144,14 +143,15 @@ def redraw(session: Session | None, x_axis: str) -> list:
     return frames.charts(session, x_axis)
 
 
-def export(session: Session | None, user: UserData | None = None) -> Any:
-    """The export button: trace JSON and CSV, samples and an HTML report of every finished run."""
+def export(session: Session | None, request: gr.Request | None = None, user: UserData | None = None) -> Any:
+    """The export button: trace JSON and CSV, samples and an HTML report of every finished run, in the
+    session's own folder (its earlier export replaced; deleted when the session ends, see :mod:`.sessions`)."""
     if session is None or not session.done:
         raise gr.Error(f"export: {NO_RUN_YET} there is nothing to export yet.", print_exception=False)
     finished = {label: run for label, run in session.runs.items() if run.samples is not None}
     if not finished:
         raise gr.Error("export: no run finished, so there is nothing to export: " + step_status(session))
-    directory = Path(tempfile.mkdtemp(prefix="stiffviz-"))
+    directory = sessions.export_folder(request.session_hash if request else None)
     return [str(path) for path in write_exports(finished, directory, lookup(user, _model)(session.request.model))]
 
 
@@ -208,9 +208,9 @@ def build_app(*server_models: str) -> gr.Blocks:
     bound_allocator()  # a run's large temporaries go back to the OS (live.py)
     for name in models:  # each model's time per call, measured once, at start-up (cost.py)
         timing_for(_model(name), name, _limits(name).default_batch)
-    with api.Blocks(title="stiffviz") as app:
+    with api.Blocks(title="stiffviz", delete_cache=(sessions.SWEEP_S, sessions.EXPORT_AGE_S)) as app:
         gr.Markdown(INTRO)
-        session = gr.State(None)
+        session = gr.State(None, time_to_live=sessions.IDLE_S, delete_callback=sessions.free)
         with gr.Tab("Sampler"):
             with gr.Row():
                 with gr.Column(scale=1, min_width=300):
@@ -224,6 +224,12 @@ def build_app(*server_models: str) -> gr.Blocks:
                     with gr.Accordion("Server limits per model", open=False):
                         gr.Markdown(limits_table([_limits(m) for m in models]), elem_id="limits-table")
                     user = user_data_block(models, c["model"], session)
+                    with gr.Accordion("Presets: the README's findings on the tree toy (one click runs one)", open=True):
+                        preset_table = gr.Examples([[p.inputs[name] for name in INPUTS] for p in PRESETS],
+                                                   [c[name] for name in INPUTS],
+                                                   example_labels=[p.label for p in PRESETS],
+                                                   examples_per_page=len(FINDINGS), cache_examples=False,
+                                                   api_visibility="private")  # fmt: skip
                 with gr.Column(scale=3):
                     status = gr.Markdown("Press **Run** to sample.", elem_id="status")
                     with gr.Row():
@@ -249,10 +255,20 @@ def build_app(*server_models: str) -> gr.Blocks:
         outputs = [status, view_a, view_b, gallery, *charts, stability, results, step, session]
         # preprocess=False: the raw values reach ``run``, which checks each one and names it in its message
         # (Gradio's own slider check would reject an API caller's value without naming the input).
-        running = run_button.click(functools.partial(run, models=models), inputs, outputs, api_name="run",
-                                   concurrency_limit=CONCURRENCY_LIMIT, preprocess=False)  # fmt: skip
+        run_fn = functools.partial(run, models=models)
+        running = run_button.click(run_fn, inputs, outputs, api_name="run", concurrency_limit=CONCURRENCY_LIMIT,
+                                   concurrency_id="run", preprocess=False)  # fmt: skip
+        # A preset fills the controls, then runs as Run does, in the same slots. Not cached: a run's outputs
+        # include the visitor's own Session (scrub, export), which a shared example cache cannot give back.
+        preset_run = preset_table.load_input_event.then(run_fn, inputs, outputs, concurrency_id="run",
+                                                        concurrency_limit=CONCURRENCY_LIMIT, preprocess=False,
+                                                        api_visibility="private")  # fmt: skip
+        # Coming from another model, the model's change event resets the batch to the tree's default while the
+        # preset runs (with the preset's batch): the page shows the preset's batch again once the run is over.
+        preset_run.then(lambda example: PRESETS[example[0]].inputs["batch"], preset_table.dataset, c["batch"],
+                        queue=False, api_visibility="private")  # fmt: skip
         # Stop: the run's stop event (it ends at its next step) and Gradio's cancel of the streaming event.
-        stop_button.click(stop_run, None, None, cancels=[running], api_name="stop", queue=False)
+        stop_button.click(stop_run, None, None, cancels=[running, preset_run], api_name="stop", queue=False)
         # A latent model's VAE decodes when scrubbing: on ZeroGPU that needs the GPU too.
         step.input(_gpu(scrub) if latent else scrub, [session, step, user], [status, view_a, view_b, gallery, session],
                    api_name="scrub", trigger_mode="always_last", preprocess=False)  # fmt: skip
@@ -268,6 +284,7 @@ def build_app(*server_models: str) -> gr.Blocks:
             c[name].change(nfe_text, nfe_inputs, c["nfe"], api_name=False)
         gr.on([c[name].change for name in INPUTS], functools.partial(_cost_note, models=models),
               [c[name] for name in INPUTS] + [user], cost_md, api_name=False, preprocess=False)  # fmt: skip
+        sessions.install(app)  # a session's runs and files go when it ends or idles (see sessions.py)
     return app
 
 
