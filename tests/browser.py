@@ -135,9 +135,10 @@ def browser_page(width: int = WIDTH, height: int = HEIGHT) -> Iterator[tuple[obj
 
 # Wraps the page's own fetch: each response of /gradio_api/queue/data (the queue's server-sent
 # events, which Gradio's client reads with fetch) is tee'd, and its bytes are counted as they
-# arrive, split into the SSE messages (each ends with a blank line), with each message's kind.
+# arrive, split into the SSE messages (each ends with a blank line), with each message's kind
+# and event id (both near its start: {"msg": …, "event_id": …, …}).
 WIRE_JS = """(() => {
-    const wire = (window.__wire = {sizes: [], kinds: []});
+    const wire = (window.__wire = {sizes: [], kinds: [], events: []});
     const original = window.fetch;
     const head = (bytes) => new TextDecoder().decode(new Uint8Array(bytes));
     window.fetch = async (...args) => {
@@ -149,16 +150,19 @@ WIRE_JS = """(() => {
             const reader = tap.getReader();
             let size = 0, last = -1, start = [];
             for (;;) {
-                const {done, value} = await reader.read();
+                // the page aborts its stream once the queue is done with it: the tap ends there too
+                const {done, value} = await reader.read().catch(() => ({done: true}));
                 if (done) break;
                 for (const byte of value) {
                     size += 1;
-                    if (start.length < 120) start.push(byte);
+                    if (start.length < 200) start.push(byte);
                     if (byte === 13) continue;  // CR LF line ends count as bytes, not as a blank line
                     if (byte === 10 && last === 10) {
                         const kind = /"msg":\\s*"(\\w+)"/.exec(head(start));
+                        const event = /"event_id":\\s*"(\\w+)"/.exec(head(start));
                         wire.sizes.push(size);
                         wire.kinds.push(kind ? kind[1] : '');
+                        wire.events.push(event ? event[1] : '');
                         size = 0; start = []; last = -1;
                         continue;
                     }
@@ -166,7 +170,8 @@ WIRE_JS = """(() => {
                 }
             }
         })();
-        return new Response(page, {status: response.status, statusText: response.statusText, headers: response.headers});
+        const {status, statusText, headers} = response;
+        return new Response(page, {status, statusText, headers});
     };
 })()"""
 
@@ -190,22 +195,31 @@ class Wire:
             self.received.append(event["dataLength"])
 
     def mark(self) -> tuple[int, int]:
-        """Where the counts stand now (pass it to :meth:`since`)."""
+        """Where the counts stand now (pass it to :meth:`streamed`)."""
         return len(self.messages()[0]), len(self.received)
 
-    def messages(self) -> tuple[list[int], list[str]]:
+    def messages(self) -> tuple[list[int], list[str], list[str]]:
+        """(size, kind, event id) of every message so far."""
         wire = self.page.evaluate("() => window.__wire")
-        return wire["sizes"], wire["kinds"]
+        return wire["sizes"], wire["kinds"], wire["events"]
 
-    def since(self, mark: tuple[int, int], completions: int = 1, timeout_s: float = 30) -> tuple[list[int], list[str], int]:
-        """(message sizes, message kinds, network bytes) received after ``mark``, once ``completions``
-        process_completed messages have arrived."""
+    def streamed(self, mark: tuple[int, int], timeout_s: float = 30) -> tuple[list[int], list[str], int]:
+        """(message sizes, message kinds) of the one streaming event (the one with process_generating
+        messages) that began after ``mark``, once its process_completed arrived, and the network's
+        count of the queue stream's bytes since ``mark`` (every event's, heartbeats included)."""
         self.page.wait_for_function(
-            "([start, n]) => window.__wire.kinds.slice(start).filter(k => k === 'process_completed').length >= n",
-            arg=[mark[0], completions], timeout=timeout_s * 1000,
+            """(start) => {
+                const w = window.__wire, ids = new Set();
+                w.kinds.forEach((k, i) => { if (i >= start && k === 'process_generating') ids.add(w.events[i]); });
+                return ids.size > 0 && [...ids].every(id => w.events.some(
+                    (e, i) => i >= start && e === id && w.kinds[i] === 'process_completed'));
+            }""",
+            arg=mark[0], timeout=timeout_s * 1000,
         )  # fmt: skip
-        sizes, kinds = self.messages()
-        return sizes[mark[0] :], kinds[mark[0] :], sum(self.received[mark[1] :])
+        sizes, kinds, events = (values[mark[0] :] for values in self.messages())
+        (event,) = {e for e, k in zip(events, kinds) if k == "process_generating"}
+        mine = [i for i, e in enumerate(events) if e == event]
+        return [sizes[i] for i in mine], [kinds[i] for i in mine], sum(self.received[mark[1] :])
 
 
 # ---------------------------------------------------------------- page helpers

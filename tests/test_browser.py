@@ -5,12 +5,16 @@ Plotly figure the server sends, that the table fills in, and that nothing throws
 browser's console on the way; and how many bytes a run sends to the page, counted message by
 message on the page's own event stream (``browser.Wire``): at most ``MESSAGE_LIMIT`` bytes in
 any one message, at most ``DEFAULT_LIMIT`` for the default example and ``BIG_LIMIT`` for the
-tree at 50 steps × 4,096 samples (the page's defaults otherwise, eigenvectors included). Needs Debian's ``chromium`` (``.ci/run`` installs it) and the
-PyPI ``playwright`` package (its driver only: the system Chromium is used, never a download).
+tree at 50 steps × 4,096 samples (the page's defaults otherwise, eigenvectors included).
+Needs Debian's ``chromium`` (``.ci/run`` installs it) and the PyPI ``playwright`` package
+(its driver only: the system Chromium is used, never a download).
 The launch and page helpers are shared with ``.ci/screenshots.py`` (``tests/browser.py``).
 """
 
 from __future__ import annotations
+
+import contextlib
+from typing import Iterator
 
 import pytest
 
@@ -30,24 +34,29 @@ BIG_TIMEOUT_S = 900  # two runs of 50 steps at 4,096 samples on a 2-core CI mach
 
 def check_light(wire, mark, steps: int, total_limit: int) -> tuple[int, int]:
     """The bytes a run of two runs × ``steps`` sent after ``mark``, within the limits; (total, largest)."""
-    sizes, kinds, network = wire.since(mark)
+    sizes, kinds, network = wire.streamed(mark)
     # the count ties the measurement to the run: a frame per step and at each run's end, then the completion
     assert kinds.count("process_generating") == 2 * (steps + 1) and kinds.count("process_completed") == 1, kinds
     total, largest = sum(sizes), max(sizes)
     assert largest <= MESSAGE_LIMIT, f"a message of {largest:,} bytes (limit {MESSAGE_LIMIT:,}): {sizes}"
-    assert total <= total_limit and network <= total_limit, f"{total:,} bytes ({network:,} on the network), limit {total_limit:,}"
+    assert total <= total_limit and network <= total_limit, \
+        f"{total:,} bytes ({network:,} on the network), limit {total_limit:,}"
     assert network >= total, f"the network counted {network:,} bytes, the page's stream {total:,}"
     return total, largest
 
 
-def test_default_example_and_learn_tab_render_without_errors(tmp_path):
+@contextlib.contextmanager
+def checked_page(tmp_path) -> Iterator[tuple[object, browser.Wire]]:
+    """The app served and a fresh page with its :class:`browser.Wire`; a failure inside says what the
+    browser logged and keeps a screenshot, and the page must end with no console or page error."""
     problem = browser.browser_problem()
     if problem:  # a failure, not a skip: CI must run this test
         pytest.fail(problem, pytrace=False)
     with browser.serving() as url, browser.browser_page() as (page, log):
         wire = browser.Wire(page)  # before the page loads: it wraps the page's fetch
         try:
-            check_sampler_and_learn(page, url, wire)
+            browser.open_app(page, url)
+            yield page, wire
             page.wait_for_timeout(500)  # let late errors (resize handlers, deferred draws) arrive
         except Exception as err:  # a timeout or failed check: say what the browser logged, keep a picture
             page.screenshot(path=tmp_path / "failure.png", full_page=True)
@@ -56,8 +65,12 @@ def test_default_example_and_learn_tab_render_without_errors(tmp_path):
         assert not (log.console_errors or log.page_errors), f"errors in the browser:\n{log.report()}"
 
 
-def check_sampler_and_learn(page, url: str, wire) -> None:
-    browser.open_app(page, url)
+def test_default_example_and_learn_tab_render_without_errors(tmp_path):
+    with checked_page(tmp_path) as (page, wire):
+        check_sampler_and_learn(page, wire)
+
+
+def check_sampler_and_learn(page, wire) -> None:
     mark = wire.mark()
     status = browser.run_and_wait(page, runs=2)
     assert GUIDED in status and UNGUIDED in status, status
@@ -107,26 +120,16 @@ def check_sampler_and_learn(page, url: str, wire) -> None:
 def test_a_run_of_50_steps_at_4096_samples_sends_light_frames(tmp_path, monkeypatch):
     """The tree at 50 steps × 4,096 samples, compare on: at most 6 MB, no message over 250 kB, and
     the page shows the whole run (both runs done, a subsample of the particles, saying so)."""
-    problem = browser.browser_problem()
-    if problem:
-        pytest.fail(problem, pytrace=False)
     monkeypatch.setenv("STIFFVIZ_RUN_BUDGET_S", "3600")  # its cost estimate passes a small machine's budget
-    with browser.serving() as url, browser.browser_page() as (page, log):
-        wire = browser.Wire(page)
-        try:
-            browser.open_app(page, url)
-            browser.set_number(page, "steps", BIG["steps"])
-            browser.set_number(page, "batch", BIG["batch"])
-            mark = wire.mark()
-            status = browser.run_and_wait(page, runs=2, timeout_s=BIG_TIMEOUT_S)
-            assert status.count(f"step {BIG['steps']} of {BIG['steps']}") == 2, status
-            check_light(wire, mark, BIG["steps"], BIG_LIMIT)
-            for elem_id in ("view-a", "view-b"):
-                title = page.evaluate(f"() => document.querySelector('#{elem_id} .js-plotly-plot').layout.title.text")
-                assert f"step {BIG['steps']}" in title and f"of {BIG['batch']:,} shown" in title, title
-            rows = browser.table_rows(page)
-            assert [row[1:3] for row in rows] == [["ok", str(BIG["steps"])]] * 2, rows
-        except Exception as err:
-            page.screenshot(path=tmp_path / "failure.png", full_page=True)
-            raise AssertionError(f"{err}\n\nbrowser log:\n{log.report()}\nscreenshot: {tmp_path / 'failure.png'}") from err
-        assert not (log.console_errors or log.page_errors), f"errors in the browser:\n{log.report()}"
+    with checked_page(tmp_path) as (page, wire):
+        browser.set_number(page, "steps", BIG["steps"])
+        browser.set_number(page, "batch", BIG["batch"])
+        mark = wire.mark()
+        status = browser.run_and_wait(page, runs=2, timeout_s=BIG_TIMEOUT_S)
+        assert status.count(f"step {BIG['steps']} of {BIG['steps']}") == 2, status
+        check_light(wire, mark, BIG["steps"], BIG_LIMIT)
+        for elem_id in ("view-a", "view-b"):
+            title = page.evaluate(f"() => document.querySelector('#{elem_id} .js-plotly-plot').layout.title.text")
+            assert f"step {BIG['steps']}" in title and f"of {BIG['batch']:,} shown" in title, title
+        rows = browser.table_rows(page)
+        assert [row[1:3] for row in rows] == [["ok", str(BIG["steps"])]] * 2, rows

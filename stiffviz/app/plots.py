@@ -158,7 +158,8 @@ def stability_figure(solver: str, trace: Trace | Mapping[str, Trace] | None = No
     for r, (label, (index, z, source)) in enumerate(steps.items()):
         marker = dict(size=10, color=index.astype(np.int32), colorscale="Viridis", symbol=("circle", "diamond-open")[r % 2],
                       line=dict(width=1.5), showscale=r == 0, colorbar=dict(title="step", thickness=12))  # fmt: skip
-        fig.add_trace(go.Scatter(x=compact(z), y=np.zeros(z.shape, np.float32), mode="markers", name=source + (f" · {label}" if label else ""),
+        fig.add_trace(go.Scatter(x=compact(z), y=np.zeros(z.shape, np.float32), mode="markers",
+                                 name=source + (f" · {label}" if label else ""),
                                  marker=marker, hovertext=[f"step {int(i)}: z = {v:.3g}" for i, v in zip(index, z)],
                                  hoverinfo="text"))  # fmt: skip
     for k, (label, z) in enumerate((points or {}).items()):

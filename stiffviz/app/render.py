@@ -87,7 +87,8 @@ def density_levels(density: np.ndarray, span: float = DENSITY_SPAN) -> np.ndarra
 
 
 def particle_figure(model, paths: Sequence[torch.Tensor], sigma: float, cond=None, extent: float | None = None,
-                    resolution: int = 90, max_paths: int = 256, max_particles: int | None = None) -> go.Figure:  # fmt: skip
+                    resolution: int = 90, max_paths: int = 256,
+                    max_particles: int | None = None) -> go.Figure:  # fmt: skip
     """Particles of a 2-D model over log p_σ, with their paths (a list of (B, 2) states so far).
 
     The view spans ``extent`` (default :func:`view_extent`). The density is drawn as
