@@ -43,6 +43,14 @@ try:
 except ImportError:
     from stiffviz.ui import INPUTS, DEFAULTS
 print(json.dumps([list(INPUTS), DEFAULTS]))"""
+# The torch threads a run gets: AFTER's app.py sets a thread policy at start-up, BEFORE took torch's default.
+READ_THREADS = """try:
+    from stiffviz.app.ui import CONCURRENCY_LIMIT
+    from stiffviz.threads import threads_for
+    print(threads_for(CONCURRENCY_LIMIT))
+except ImportError:
+    import torch
+    print(torch.get_num_threads())"""
 BIG = dict(steps=50, batch=4096)
 STARTUP_S = 600  # a server's start-up may load and time models
 # The 50 × 4,096 run (compare on) is estimated over the app's default budget per run on a small
@@ -136,11 +144,16 @@ def request_run(url: str, endpoint: tuple[int, int], data: list) -> Stream:
     raise RuntimeError("the event stream ended before the run completed")
 
 
-def inputs_of(checkout: Path) -> tuple[list[str], dict]:
+def read(checkout: Path, code: str) -> str:
+    """The last line that ``code`` prints, run with ``checkout`` on the path."""
     env = os.environ | {"PYTHONPATH": str(checkout)}
-    out = subprocess.run([sys.executable, "-c", READ_INPUTS], cwd=checkout, env=env, capture_output=True, text=True,
+    out = subprocess.run([sys.executable, "-c", code], cwd=checkout, env=env, capture_output=True, text=True,
                          check=True).stdout  # fmt: skip
-    names, defaults = json.loads(out.strip().splitlines()[-1])
+    return out.strip().splitlines()[-1]
+
+
+def inputs_of(checkout: Path) -> tuple[list[str], dict]:
+    names, defaults = json.loads(read(checkout, READ_INPUTS))
     return names, defaults
 
 
@@ -192,7 +205,7 @@ def table(before: dict, after: dict) -> str:
         row("bytes per run (kB)", lambda r: med(r, lambda s: sum(s.sizes)) / kb, "kB"),
         row("largest message (kB)", lambda r: med(r, lambda s: max(s.sizes)) / kb, "kB"),
         row("messages", lambda r: med(r, lambda s: len(s.sizes)), "n"),
-        f"{'tree 50 steps x 4096 (otherwise defaults)':<44}",
+        "tree 50 steps x 4096 (otherwise defaults)",
         row("bytes per run (kB)", lambda r: sum(r["big"].sizes) / kb, "kB"),
         row("largest message (kB)", lambda r: max(r["big"].sizes) / kb, "kB"),
         row("messages", lambda r: len(r["big"].sizes), "n"),
@@ -208,11 +221,14 @@ def main() -> None:
     parser.add_argument("--before", type=Path, help="a checkout of the BEFORE revision (default: a git worktree)")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # so the servers are stopped on the way out
-    results = measure({"before": args.before or worktree(args.before_rev), "after": ROOT}, args.repeats)
-    before, after = results["before"], results["after"]
+    checkouts = {"before": args.before or worktree(args.before_rev), "after": ROOT}
+    threads = {name: read(checkout, READ_THREADS) for name, checkout in checkouts.items()}
+    results = measure(checkouts, args.repeats)
     text = (f"app bytes and frame times through /gradio_api/queue (SSE bytes as received); BEFORE = "
-            f"{args.before_rev}, AFTER = working tree; medians of {args.repeats} default runs after a first one; "
-            f"{os.cpu_count()} CPU cores\n" + table(before, after))  # fmt: skip
+            f"{args.before_rev}, AFTER = working tree (torch threads per run: {threads['before']} before, "
+            f"{threads['after']} after); both served at once, requests alternating; medians of {args.repeats} "
+            f"default runs after a first one; {os.cpu_count()} CPU cores\n"
+            + table(results["before"], results["after"]))  # fmt: skip
     print(text)
     OUT.write_text(text + "\n")
 
