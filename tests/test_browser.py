@@ -42,6 +42,7 @@ def check_light(wire, mark, steps: int, total_limit: int) -> tuple[int, int]:
     assert total <= total_limit and network <= total_limit, \
         f"{total:,} bytes ({network:,} on the network), limit {total_limit:,}"
     assert network >= total, f"the network counted {network:,} bytes, the page's stream {total:,}"
+    print(f"{steps} steps: {total:,} bytes in {len(sizes)} messages, the largest {largest:,}")  # pytest -s shows it
     return total, largest
 
 
