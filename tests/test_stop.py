@@ -175,3 +175,34 @@ def test_a_cancelled_job_stops_the_run(server, monkeypatch):
     assert wait_for(lambda: not run_threads())
     assert len(steps) < LONG["steps"]
     _served_at_once(url)
+
+
+def test_a_served_newer_run_of_the_same_session_stops_the_older(server, monkeypatch):
+    """Through the server: Gradio hands ``run`` the browser session (its ``gr.Request``), so a second
+    run joined with the same session hash stops the first, which ends before its 200 steps."""
+    app, url = server
+    steps = _steps_counter(monkeypatch)
+    fn_index = next(i for i, fn in app.fns.items() if fn.api_name == "run")
+    session_hash = uuid.uuid4().hex[:11]
+    long = [(DEFAULTS | LONG)[n] for n in INPUTS] + ["step", None]
+    tiny = [(DEFAULTS | dict(steps=2, batch=8, compare=False))[n] for n in INPUTS] + ["step", None]
+    statuses: list[str] = []
+    with httpx.Client(base_url=url, timeout=WAIT_S) as http:
+        for values in (long, tiny):
+            joined = http.post("gradio_api/queue/join", json=dict(data=values, fn_index=fn_index, trigger_id=None,
+                                                                  session_hash=session_hash, event_data=None))  # fmt: skip
+            assert joined.status_code == 200, joined.text
+            if values is long:
+                assert wait_for(lambda: len(steps) >= 2)
+        with http.stream("GET", "gradio_api/queue/data", params=dict(session_hash=session_hash)) as stream:
+            for line in stream.iter_lines():
+                if not line.startswith("data:"):
+                    continue
+                message = json.loads(line[5:])
+                if message.get("msg") == "process_completed":
+                    statuses.append(message["output"]["data"][0] if message.get("success") else "")
+                    if len(statuses) == 2:
+                        break
+    assert wait_for(lambda: not run_threads())
+    assert len(steps) < LONG["steps"] + 2
+    assert any(STOPPED in status for status in statuses), statuses

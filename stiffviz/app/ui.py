@@ -15,7 +15,7 @@ preview while streaming, the VAE at the end and when scrubbing, see :func:`stiff
 from __future__ import annotations
 
 import functools
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import gradio as gr
 import torch
@@ -199,6 +199,18 @@ def _gpu(fn):
     return spaces.GPU(fn)
 
 
+def _serving(handler: Callable[..., Iterator[tuple]], models: list[str]) -> Callable[..., Iterator[tuple]]:
+    """``handler`` with the server's ``models`` bound, as a plain generator function with ``handler``'s
+    signature: Gradio reads the hidden ``gr.Request`` parameter (the browser session, whose newer run
+    stops the older one) and the API's parameter names from it, which a ``functools.partial`` hides."""
+
+    @functools.wraps(handler)
+    def serving(*args: Any, **kwargs: Any) -> Iterator[tuple]:
+        yield from handler(*args, models=models, **kwargs)
+
+    return serving
+
+
 def build_app(*server_models: str) -> gr.Blocks:
     """The whole page; ``server_models`` (``load_model`` specs such as "diffusers:FOLDER") are the
     server's own models, loaded here, once (a spec that fails raises its :class:`ParameterError`)."""
@@ -255,7 +267,7 @@ def build_app(*server_models: str) -> gr.Blocks:
         outputs = [status, view_a, view_b, gallery, *charts, stability, results, step, session]
         # preprocess=False: the raw values reach ``run``, which checks each one and names it in its message
         # (Gradio's own slider check would reject an API caller's value without naming the input).
-        run_fn = functools.partial(run, models=models)
+        run_fn = _serving(run, models)
         running = run_button.click(run_fn, inputs, outputs, api_name="run", concurrency_limit=CONCURRENCY_LIMIT,
                                    concurrency_id="run", preprocess=False)  # fmt: skip
         # A preset fills the controls, then runs as Run does, in the same slots. Not cached: a run's outputs
