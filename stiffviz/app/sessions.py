@@ -15,8 +15,9 @@ They go:
   drops and the page's ``unload`` event calls :func:`forget`) — at once;
 * after ``IDLE_S`` seconds without an event from the session (a client that never says goodbye):
   the ``gr.State``'s own time to live, and :func:`sweep` every ``SWEEP_S`` seconds for the rest;
-* export files after ``EXPORT_AGE_S`` seconds at the latest (ours by :func:`sweep`, Gradio's copies
-  by ``gr.Blocks(delete_cache=(SWEEP_S, EXPORT_AGE_S))``); a session keeps only its latest export.
+* export files after ``EXPORT_AGE_S`` seconds at the latest (ours and Gradio's copies by :func:`sweep`,
+  the copies also by ``gr.Blocks(delete_cache=(SWEEP_S, EXPORT_AGE_S))``); a session keeps only its
+  latest export.
 
 After freeing anything, :func:`sweep` collects garbage and asks glibc's allocator to return
 free memory to the system (``malloc_trim``), so the server's resident size falls back too.
@@ -38,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from gradio.route_utils import delete_files_created_by_app
 
 IDLE_S = 3600  # a session's runs are kept this long after its last event (or until it ends)
 EXPORT_AGE_S = 3600  # export files are kept at most this long (or until the session ends)
@@ -110,6 +112,10 @@ def sweep(blocks: Any, now: datetime.datetime | None = None) -> int:
            if now.timestamp() - path.stat().st_mtime > EXPORT_AGE_S]  # fmt: skip
     for path in old:
         shutil.rmtree(path, ignore_errors=True)
+    # Gradio's copies of exports older than EXPORT_AGE_S: its own delete_cache schedule does the same, but
+    # that task lives in the server's lifespan, which an app launched again in one process may not run.
+    if hasattr(blocks, "temp_file_sets"):
+        delete_files_created_by_app(blocks, EXPORT_AGE_S)
     if gone or old:
         release_memory()
     return len(gone) + len(old)
