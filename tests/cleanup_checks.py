@@ -92,3 +92,18 @@ def test_sessions_that_ended_leave_no_memory_and_no_files(served):
     growth = rss_mb() - before
     assert growth <= GROWTH_MB, f"{RUNS} runs and {EXPORTS} exports from sessions that ended left {growth:.0f} MB"
 
+
+
+def test_an_idle_session_is_freed_while_its_client_is_still_connected(served):
+    app, url = served
+    client = Client(url, verbose=False, download_files=False)
+    try:
+        client.predict(*[SMALL[name] for name in INPUTS], "step", api_name="/run")
+        files = served_files(client.predict(api_name="/export"))
+        assert client.session_hash in app.state_holder.session_data
+        assert (sessions.EXPORT_ROOT / client.session_hash).is_dir() and all(f.exists() for f in files)
+        wait_until_gone(app, files, timeout=IDLE_S + 30)
+        with pytest.raises(Exception, match="export: run the sampler first"):  # its runs are gone
+            client.predict(api_name="/export")
+    finally:
+        client.close()

@@ -19,6 +19,9 @@ They go:
   the copies also by ``gr.Blocks(delete_cache=(SWEEP_S, EXPORT_AGE_S))``); a session keeps only its
   latest export.
 
+The sweeper thread survives a failed sweep (it is logged; the next one retries): one that died
+would leave idle sessions and old copies held for good.
+
 After freeing anything, :func:`sweep` collects garbage and asks glibc's allocator to return
 free memory to the system (``malloc_trim``), so the server's resident size falls back too.
 The module's constants are read when the app is built (tests set them before).
@@ -30,6 +33,8 @@ import ctypes
 import ctypes.util
 import datetime
 import gc
+import logging
+import os
 import shutil
 import tempfile
 import threading
@@ -39,7 +44,8 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
-from gradio.route_utils import delete_files_created_by_app
+
+log = logging.getLogger(__name__)
 
 IDLE_S = 3600  # a session's runs are kept this long after its last event (or until it ends)
 EXPORT_AGE_S = 3600  # export files are kept at most this long (or until the session ends)
@@ -95,6 +101,40 @@ def release_memory() -> None:
         pass
 
 
+def _age_s(path: Path, now: datetime.datetime) -> float:
+    """Seconds since ``path`` was last modified; 0 for a path that is already gone."""
+    try:
+        return now.timestamp() - path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
+
+
+def delete_old_copies(blocks: Any, age_s: float, now: datetime.datetime | None = None) -> int:
+    """Delete Gradio's cached copies of the files the app handed out (exports) once their ``st_ctime``
+    is more than ``age_s`` seconds old; returns how many went.
+
+    Gradio's ``delete_cache`` schedule does this too, but it lives in the server's lifespan, which an app
+    launched after others in one process may not run; and Gradio's own deleter iterates the sets of
+    copies that request threads add to, which from another thread raises "Set changed size during
+    iteration". This one iterates snapshots (``set.copy`` is atomic under the GIL)."""
+    now = now or datetime.datetime.now()
+    keep = set()
+    for block in list(getattr(blocks, "blocks", {}).values()):
+        keep |= set(getattr(block, "keep_in_cache", ()))
+    deleted = 0
+    for copies in list(getattr(blocks, "temp_file_sets", ())):
+        for name in copies.copy():
+            try:
+                if name in keep or now.timestamp() - os.lstat(name).st_ctime <= age_s:
+                    continue
+                os.remove(name)
+                deleted += 1
+            except FileNotFoundError:
+                pass
+            copies.discard(name)
+    return deleted
+
+
 def sweep(blocks: Any, now: datetime.datetime | None = None) -> int:
     """Forget the sessions that ended or stayed idle ``IDLE_S`` seconds, delete export folders
     older than ``EXPORT_AGE_S`` seconds; returns how many sessions and folders went."""
@@ -109,13 +149,10 @@ def sweep(blocks: Any, now: datetime.datetime | None = None) -> int:
         for key in gone:
             forget(blocks, key)
     old = [path for path in (EXPORT_ROOT.iterdir() if EXPORT_ROOT.is_dir() else ())
-           if now.timestamp() - path.stat().st_mtime > EXPORT_AGE_S]  # fmt: skip
+           if _age_s(path, now) > EXPORT_AGE_S]  # fmt: skip
     for path in old:
         shutil.rmtree(path, ignore_errors=True)
-    # Gradio's copies of exports older than EXPORT_AGE_S: its own delete_cache schedule does the same, but
-    # that task lives in the server's lifespan, which an app launched again in one process may not run.
-    if hasattr(blocks, "temp_file_sets"):
-        delete_files_created_by_app(blocks, EXPORT_AGE_S)
+    delete_old_copies(blocks, EXPORT_AGE_S, now)
     if gone or old:
         release_memory()
     return len(gone) + len(old)
@@ -123,7 +160,10 @@ def sweep(blocks: Any, now: datetime.datetime | None = None) -> int:
 
 def _sweep_forever(blocks_ref: weakref.ref) -> None:
     while (blocks := blocks_ref()) is not None:
-        sweep(blocks)
+        try:
+            sweep(blocks)
+        except Exception:  # one failed sweep must not end the sweeper (the next one retries)
+            log.exception("stiffviz: the session sweep failed")
         del blocks
         time.sleep(SWEEP_S)
 
