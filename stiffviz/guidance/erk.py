@@ -7,8 +7,15 @@ From a secant pair (ρ̂, v̂) with step h > 0:
 
 with sign −1 for the lagged (Heun) and within-step (DPM-Solver-2) pairs and +1 for
 consecutive trajectory points (the multistep variant). All of ρ̂, β, z and the inner
-product are per sample. The loop applies no correction on step 0 (no pair) nor on the
-final Euler step to σ = 0. w_stiff = 0 gives z = 0 and reproduces the plain solver.
+product are per sample. The loop corrects every step that has a pair and ends above σ = 0:
+the within-step pair exists from step 0, so DPM-Solver-2 is corrected from step 0 (as in the
+authors' code); the lagged and consecutive pairs first exist on step 1. The final Euler step
+to σ = 0 is never corrected (with ``denoise_to_zero=False`` there is none, so the last step is
+corrected too). w_stiff = 0 gives z = 0 and reproduces the plain solver.
+
+w_con by steps (docs/math.md §4): the authors' reproduction script (unguided EDM2) sets
+w_con = 0.1 at 8 steps, 0.3 at 16 and 0.5 at 32; :func:`default_erk_con` extends this to
+any count, ≤ 8 → 0.1, 9–16 → 0.3, more → 0.5. It is the default wherever w_con is not given.
 """
 
 from __future__ import annotations
@@ -19,6 +26,15 @@ import torch
 
 from ..diagnostics.secant import SecantPair, SecantStiffness, batch_dot
 from ..errors import ParameterError, check_finite
+
+
+W_CON_BY_STEPS = ((8, 0.1), (16, 0.3))  # (up to this many steps, w_con); beyond the last: W_CON_MANY
+W_CON_MANY = 0.5
+
+
+def default_erk_con(steps: int) -> float:
+    """The authors' w_con for a run of ``steps`` solver steps: 0.1 up to 8, 0.3 up to 16, 0.5 above."""
+    return next((w for limit, w in W_CON_BY_STEPS if steps <= limit), W_CON_MANY)
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from .base import Evaluate, Stage, StepResult
+from .deis import adams_bashforth_amplification
 
 
 class DPMSolverPP2M:
@@ -43,7 +44,4 @@ class DPMSolverPP2M:
 
     def amplification(self, z: np.ndarray) -> np.ndarray:
         """Larger root modulus of ζ² − (1 + 3z/2)ζ + z/2 = 0 (Adams–Bashforth 2)."""
-        z = np.asarray(z, dtype=complex)
-        p = 1 + 1.5 * z
-        disc = np.sqrt(p * p - 2 * z)
-        return np.maximum(np.abs((p + disc) / 2), np.abs((p - disc) / 2))
+        return adams_bashforth_amplification(z, 2)
