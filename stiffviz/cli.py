@@ -17,6 +17,7 @@ from .config import DTYPES, MAX_BATCH, MAX_STEPS, MODEL_SCHEDULE, SampleConfig
 from .diagnostics.ground_truth import EIG_METHODS
 from .errors import ParameterError
 from .models import list_models, load_model
+from .prescribe import DEFAULT_TARGET, RULES, check_matches, load_trace, prescribe
 from .quality import not_available, quality_report
 from .sampler import sample
 from .schedules import SCHEDULES
@@ -46,6 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sigma-min", type=float, default=DEFAULTS.sigma_min, help="smallest positive noise level")
     p.add_argument("--sigma-max", type=float, default=DEFAULTS.sigma_max, help="largest noise level (initial noise scale)")
     p.add_argument("--rho", type=float, default=DEFAULTS.rho, help="Karras schedule exponent ρ")
+    r_ = p.add_argument_group("prescribed schedules (docs/math.md §13)")
+    r_.add_argument("--schedule-from", default=None, metavar="TRACE.json",
+                    help="rerun on the grid a recorded run of the same model and solver prescribes "
+                         "(same number of levels, so the same NFE; replaces --schedule and --steps)")  # fmt: skip
+    r_.add_argument("--schedule-rule", default="lte", choices=list(RULES),
+                    help="lte: even out the estimated local error; stability: keep z = h·ρ̂ within the target")
+    r_.add_argument("--stability-target", type=float, default=DEFAULT_TARGET,
+                    help="largest z / stability boundary the stability rule allows, in (0, 1]")
     p.add_argument("--class", dest="cls", default=None, help="class name or index for conditional models (tree: A or B)")
     p.add_argument("--prompt", default=None, help="text prompt for text-conditioned models (diffusers text-to-image)")
     p.add_argument("--negative-prompt", default=None, help="what CFG guides away from (text models; default: empty)")
@@ -137,6 +146,8 @@ def run_sample(args: argparse.Namespace) -> int:
         stein_gamma_min=args.stein_gamma_min, stein_gamma_max=args.stein_gamma_max,
         stein_sigma_min=args.stein_sigma_min, stein_sigma_max=args.stein_sigma_max, stein_oracle=args.stein_oracle,
     )  # fmt: skip
+    if args.schedule_from:
+        settings.update(_prescribed(args, settings))
     SampleConfig(model=args.model, **settings).validate()  # bad flags fail before a model is loaded
     if args.threads is not None:
         apply_threads(args.threads)
@@ -155,6 +166,23 @@ def run_sample(args: argparse.Namespace) -> int:
     if args.samples_out:
         np.save(args.samples_out, samples.cpu().numpy())
     return 0 if trace.status == "ok" else 1
+
+
+def _prescribed(args: argparse.Namespace, settings: dict) -> dict:
+    """``sigmas`` and ``steps`` from the grid the trace ``--schedule-from`` prescribes; the trace
+    must come from the model, solver (and path) this run asks for, and ``--steps``, if changed
+    from its default, must be the trace's number of levels."""
+    trace = load_trace(args.schedule_from, "schedule_from")
+    check_matches(trace, "schedule_from", model=args.model, **settings)
+    prescription = prescribe(trace, args.schedule_rule, args.stability_target, "schedule_from")
+    levels = len(prescription.sigmas)
+    if args.steps not in (DEFAULTS.steps, levels):
+        raise ParameterError("steps", f"must be {levels}, the number of levels of the trace {args.schedule_from}, "
+                                      f"got {args.steps}")  # fmt: skip
+    print(f"prescribed schedule ({args.schedule_rule} rule, from {args.schedule_from}): "
+          + ", ".join(f"{s:.6g}" for s in prescription.sigmas)
+          + ("" if prescription.feasible else "  (the stability target cannot be met with these steps)"))
+    return dict(sigmas=prescription.sigmas, steps=levels)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

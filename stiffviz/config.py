@@ -9,9 +9,9 @@ import torch
 
 from .diagnostics.ground_truth import DiagnosticOptions
 from .errors import ParameterError, check_finite
-from .guidance.erk import ErkGuid, default_erk_con
+from .guidance.erk import ErkGuid
 from .guidance.stein import SteinDiff
-from .schedules import SCHEDULES
+from .schedules import SCHEDULES, explicit_levels
 
 MODEL_SCHEDULE = "model"  # the model's own scheduler grid (diffusers models: ``model.model_sigmas``)
 from .solvers import SOLVERS
@@ -28,15 +28,11 @@ class SampleConfig(DiagnosticOptions):
     The diagnostics' switches (``diagnostics``, ``eig``, ``lte_ref``, ``lipschitz``,
     ``stein_oracle`` and their iteration counts) come from :class:`DiagnosticOptions`.
 
-    ``erk_guid`` is ERK-Guid's w_stiff (None: off), ``erk_con`` its w_con (None: the authors'
-    value for ``steps``, :func:`~stiffviz.guidance.erk.default_erk_con`: 0.1 up to 8 steps, 0.3 up
-    to 16, 0.5 above; ``to_dict`` records the value used). ``denoise_to_zero=False`` is the
-    authors' diff-sampler convention (docs/math.md §4): the grid is ``steps`` noise levels ending
-    at σ_min, so ``steps`` = N time points give N − 1 solver steps, with no final Euler step to
-    σ = 0 (the samples are the states at σ_min) and ERK-Guid corrects the last step. ``cls`` is the class
+    ``erk_guid`` is ERK-Guid's w_stiff (None: off), ``erk_con`` its w_con. ``cls`` is the class
     (index or name) for class-conditional models, None for unconditional sampling; ``prompt``
     and ``negative_prompt`` condition text models (CFG runs against the negative prompt, or
-    the empty one). ``schedule`` is ``karras``, ``logsnr`` or ``model`` (the model's own grid).
+    the empty one). ``schedule`` is ``karras``, ``logsnr`` or ``model`` (the model's own grid); ``sigmas``, when
+    given, is an explicit grid of ``steps`` positive levels that replaces the schedule.
     """
 
     model: str = "tree"
@@ -48,14 +44,14 @@ class SampleConfig(DiagnosticOptions):
     sigma_min: float = 0.002
     sigma_max: float = 80.0
     rho: float = 7.0
+    sigmas: tuple[float, ...] | None = None  # an explicit grid: overrides schedule (docs/math.md §13)
     cls: int | str | None = None
     prompt: str | None = None
     negative_prompt: str | None = None
     cfg: float = 1.0
     autoguidance: float = 1.0
     erk_guid: float | None = None
-    erk_con: float | None = None  # None: by steps (default_erk_con)
-    denoise_to_zero: bool = True
+    erk_con: float = 0.5
     dtype: str = "float32"
     device: str | None = None
     # The diagnostics' switches are inherited from DiagnosticOptions; SteinDiff (docs/math.md §5):
@@ -75,17 +71,12 @@ class SampleConfig(DiagnosticOptions):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
                 raise ParameterError(name, f"must be text, got {type(getattr(self, name)).__name__}")
         _integer_in("steps", self.steps, 1, MAX_STEPS)
+        if self.sigmas is not None:
+            _check_levels(self.sigmas, self.steps)
         _integer_in("batch", self.batch, 1, MAX_BATCH)
         _integer_in("seed", self.seed, 0, 2**63 - 1)
-        for name in ("sigma_min", "sigma_max", "rho", "cfg", "autoguidance"):
+        for name in ("sigma_min", "sigma_max", "rho", "cfg", "autoguidance", "erk_con"):
             check_finite(name, getattr(self, name))
-        if self.erk_con is not None:
-            check_finite("erk_con", self.erk_con)
-        if not isinstance(self.denoise_to_zero, bool):
-            raise ParameterError("denoise_to_zero", f"must be true or false, got {self.denoise_to_zero!r}")
-        if not self.denoise_to_zero and self.steps < 2:
-            raise ParameterError("steps", f"must be ≥ 2 without the denoise-to-zero step (N time points give "
-                                          f"N − 1 steps), got {self.steps}")  # fmt: skip
         if self.sigma_min <= 0:
             raise ParameterError("sigma_min", f"must be > 0, got {self.sigma_min}")
         if self.sigma_min >= self.sigma_max:
@@ -102,12 +93,7 @@ class SampleConfig(DiagnosticOptions):
         return self
 
     def erk(self) -> ErkGuid | None:
-        return ErkGuid(self.erk_guid, self.erk_con_used) if self.erk_guid is not None else None
-
-    @property
-    def erk_con_used(self) -> float:
-        """``erk_con``, or the authors' w_con for ``steps`` when it is None."""
-        return default_erk_con(self.steps) if self.erk_con is None else self.erk_con
+        return ErkGuid(self.erk_guid, self.erk_con) if self.erk_guid is not None else None
 
     def stein_diff(self) -> SteinDiff | None:
         if not self.stein:
@@ -123,8 +109,14 @@ class SampleConfig(DiagnosticOptions):
         return DTYPES[self.dtype]
 
     def to_dict(self) -> dict:
-        """The settings, with ``erk_con`` the value used."""
-        return asdict(self) | {"erk_con": self.erk_con_used}
+        return asdict(self)
+
+
+def _check_levels(sigmas, steps: int) -> None:
+    """An explicit grid: valid levels (``explicit_levels``), one per step."""
+    levels = explicit_levels(sigmas, MAX_STEPS)
+    if len(levels) != steps:
+        raise ParameterError("sigmas", f"has {len(levels)} positive levels, so steps must be {len(levels)}, got {steps}")
 
 
 def _check_device(name: str) -> None:

@@ -34,7 +34,7 @@ from .guidance.stein import SteinDiff, hutchinson_divergence, stein_coefficient
 from .models.base import Denoiser
 from .models.guided import guided_denoiser
 from .models.registry import load_model
-from .schedules import flow_times, make_schedule
+from .schedules import explicit_grid, explicit_levels, flow_times, make_schedule
 from .solvers import Solver, Stage, StepResult, get_solver
 from .solvers.base import Evaluator
 from .trace import Trace
@@ -43,7 +43,6 @@ OnStep = Callable[[dict, torch.Tensor, torch.Tensor], None]
 DenoiseFn = Callable[[torch.Tensor, float], torch.Tensor]
 PROBE_SEED_OFFSET = 7_919  # Hutchinson probes: a generator seeded with seed + offset
 GROUND_TRUTH_SEED_OFFSET = 104_729  # diagnostics' own generator, so turning them on never moves the run
-HISTORY_KEPT = 3  # steps the loop keeps: DEIS (tAB3) interpolates the last 4 drifts, secant pairs look back 1
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:
@@ -138,7 +137,7 @@ def integrate(
         if on_step is not None:
             on_step(record, x_next, first.denoised)
         history.append(step)
-        del history[:-HISTORY_KEPT]
+        del history[:-2]  # multistep solvers and secant pairs look back one step
         x = x_next
     trace.summary = _summary(trace, time.perf_counter() - start)
     return x, trace
@@ -188,23 +187,19 @@ EMBEDDING_ARGUMENTS = ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt
 
 
 def sampling_grid(model: Denoiser, config: SampleConfig) -> torch.Tensor:
-    """The grid the loop steps along: :func:`grid_to_zero`, without its final 0 when
-    ``config.denoise_to_zero`` is False (the authors' diff-sampler convention, docs/math.md §4:
-    N = ``steps`` levels ending at σ_min, N − 1 steps, no final denoise step)."""
-    grid = grid_to_zero(model, config)
-    return grid if config.denoise_to_zero or grid[-1] > 0 else grid[:-1]
-
-
-def grid_to_zero(model: Denoiser, config: SampleConfig) -> torch.Tensor:
-    """The grid of the settings, decreasing to 0 (docs/math.md §1, §9).
+    """The grid the loop steps along, decreasing to 0 (docs/math.md §1, §9).
 
     ``schedule="model"`` takes the model's own scheduler grid (``model.model_sigmas``). A σ
     schedule (Karras, log-SNR) is used as is for EDM models; a flow model (``path="flow"``,
     called with the flow time t of x_t = (1 − t)·x0 + t·ε) gets the same σ's as t = σ/(1 + σ).
+    An explicit ``sigmas`` (docs/math.md §13) is taken as is, in the time the loop steps in (σ, or t
+    for a flow model), with the final 0 appended.
     """
     path = getattr(model, "path", "edm")
     if path not in PATHS:
         raise ParameterError("model", f"path must be one of {', '.join(PATHS)}, got {path!r}")
+    if config.sigmas is not None:  # an explicit grid, in the loop's own time (as a trace's ``sigmas``)
+        return explicit_grid(config.sigmas)
     if config.schedule == MODEL_SCHEDULE:
         if not hasattr(model, "model_sigmas"):
             raise ParameterError("schedule", f"'model' needs a model with its own scheduler (a diffusers model); "
@@ -246,6 +241,9 @@ def sample(model: str | Denoiser = "tree", on_step: OnStep | None = None, **sett
     """
     embeds = {k: settings.pop(k) for k in list(settings) if k.endswith("prompt_embeds")}
     name = model if isinstance(model, str) else getattr(model, "name", type(model).__name__)
+    if settings.get("sigmas") is not None:  # an explicit grid: steps follow from it unless given
+        settings["sigmas"] = explicit_levels(settings["sigmas"])
+        settings.setdefault("steps", len(settings["sigmas"]))
     config = SampleConfig(model=name, **settings).validate()
     if isinstance(model, str):
         model = load_model(model)

@@ -71,3 +71,32 @@ def make_schedule(
     if name == "logsnr":
         return logsnr(steps, sigma_min, sigma_max)
     raise ParameterError("schedule", f"must be one of {', '.join(SCHEDULES)}, got {name!r}")
+
+
+def explicit_levels(sigmas, max_levels: int = 1000) -> tuple[float, ...]:
+    """An explicit grid given by the user, checked: finite numbers, strictly decreasing, positive
+    except for a final 0, at most ``max_levels`` positive levels. Returned as a tuple of floats
+    without the final 0 (``explicit_grid`` appends it)."""
+    if isinstance(sigmas, (str, bytes)) or not hasattr(sigmas, "__len__"):
+        raise ParameterError("sigmas", f"must be a sequence of numbers, got {type(sigmas).__name__}")
+    try:
+        values = [float(v) for v in (sigmas.tolist() if hasattr(sigmas, "tolist") else sigmas)]
+    except (TypeError, ValueError) as err:
+        raise ParameterError("sigmas", f"must be numbers, got {list(sigmas)[:5]!r}") from err
+    if values and values[-1] == 0.0:
+        values = values[:-1]
+    if not 1 <= len(values) <= max_levels:
+        raise ParameterError("sigmas", f"must hold 1 to {max_levels} positive levels (a final 0 is optional), got {len(values)}")
+    for n, value in enumerate(values):
+        if not math.isfinite(value) or value <= 0:
+            raise ParameterError("sigmas", f"level {n} must be a finite number > 0 (only the last may be 0), got {value}")
+    for n, (a, b) in enumerate(zip(values, values[1:])):
+        if b >= a:
+            raise ParameterError("sigmas", f"must be strictly decreasing; level {n + 1} = {b} is not < level {n} = {a}")
+    return tuple(values)
+
+
+def explicit_grid(sigmas) -> torch.Tensor:
+    """The loop's grid from an explicit list of levels: checked by ``explicit_levels``, float64,
+    with the final 0 appended."""
+    return _with_zero(torch.tensor(explicit_levels(sigmas), dtype=torch.float64))

@@ -1,0 +1,229 @@
+"""Prescribed schedules: from one recorded run, a grid with the same NFE (docs/math.md §13).
+
+The recorded run has positive levels σ_0 > … > σ_{M−1} (a final step to 0 after them, unless
+the run ends at σ_min). The new grid keeps σ_0 and σ_{M−1} and the number of levels, so the same
+solver makes the same number of model calls; only the M − 2 levels in between move. Both rules
+describe the wanted grid by a step density n(u) (steps per unit of u = ln σ) and place level j
+where the cumulative Φ(u) = ∫_{ln σ_{M−1}}^{u} n du′ reaches (M − 1 − j)/(M − 1) of its total:
+
+* ``lte`` equidistributes the estimated local error. A step of size h near σ is modelled as
+  ‖e‖ ≈ C(σ)·|h|^{p+1}, with p the order of the embedded estimate (the solver's order − 1), and
+  C_j = median‖e_j‖/|h_j|^{p+1} read off step j at √(σ_j σ_{j+1}). Equal C·|h|^{p+1} on every
+  step means |h| ∝ C^{−1/(p+1)}, so n(u) ∝ C(e^u)^{1/(p+1)}·e^u.
+* ``stability`` keeps z = |h|·ρ̂(σ) within ``target`` of the stability boundary B (the smallest
+  boundary the run's steps report): a step starting at σ may be at most τB/ρ̂(σ), i.e.
+  n(u) ≥ q(u) = ρ̂(e^u)·e^u/(τB). Where that does not bind the base grid's own density b(u)
+  stands, scaled by the one factor c ≤ 1 that gives back the steps spent on the bound:
+  n = max(c·b, q). When ∫q alone exceeds M − 1 steps the target cannot be met; then
+  n ∝ q, which makes z/B equal along the grid (the smallest largest z these steps allow).
+
+C(σ) and ρ̂(σ) are interpolated linearly in (ln σ, ln value) between the steps that recorded
+them (medians over samples), and extended along the end segments.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ParameterError, check_finite
+from .schedules import explicit_levels
+from .solvers import get_solver
+from .trace import Trace
+
+RULES = ("lte", "stability")
+DEFAULT_TARGET = 0.8  # z/B the stability rule aims at
+FINE_CELLS = 4096  # quadrature cells of Φ over [ln σ_{M−1}, ln σ_0] (the levels and knots are added)
+CHECKED_SETTINGS = ("model", "solver", "path", "denoise_to_zero")  # a prescribed grid is for these only
+
+
+@dataclass(frozen=True)
+class Prescription:
+    """A proposed grid and what the rule predicts for it.
+
+    ``sigmas`` are the positive levels (as many as the recorded run's); ``predicted`` and
+    ``base_predicted`` give, per step between them, the quantity the rule evens out (C·|h|^{p+1}
+    for ``lte``, z/B for ``stability``) on the new and on the recorded grid; ``feasible`` is False
+    when the stability target cannot be met with these steps.
+    """
+
+    sigmas: tuple[float, ...]
+    rule: str
+    target: float | None
+    feasible: bool
+    predicted: tuple[float, ...]
+    base_predicted: tuple[float, ...]
+
+
+def load_trace(source: Trace | dict | str | Path, parameter: str = "trace") -> Trace:
+    """A trace from a :class:`Trace`, its dict, JSON text or a file; errors name ``parameter``."""
+    if isinstance(source, Trace):
+        return source
+    try:
+        return Trace.from_json(json.dumps(source) if isinstance(source, dict) else source)
+    except (ParameterError, TypeError, ValueError) as err:
+        raise ParameterError(parameter, f"{_short(source)} is not a stiffviz trace: {err}") from err
+
+
+def check_matches(trace: Trace, parameter: str = "trace", **run) -> None:
+    """Refuse a trace recorded with another model, solver, path or end convention than ``run``."""
+    for key in CHECKED_SETTINGS:
+        wanted, recorded = run.get(key), trace.config.get(key)
+        if key in ("model", "solver") and recorded is None:
+            raise ParameterError(parameter, f"the trace's config records no {key}")
+        if wanted is not None and recorded is not None and wanted != recorded:
+            raise ParameterError(parameter, f"the trace was recorded with {key} {recorded!r}, the run asks for "
+                                            f"{key} {wanted!r}; a prescribed grid is for the same {key}")  # fmt: skip
+
+
+def prescribe(source: Trace | dict | str | Path, rule: str = "lte", target: float = DEFAULT_TARGET,
+              parameter: str = "trace") -> Prescription:  # fmt: skip
+    """The grid ``rule`` proposes from the recorded run ``source`` (see the module docstring)."""
+    if rule not in RULES:
+        raise ParameterError("rule", f"must be one of {', '.join(RULES)}, got {rule!r}")
+    if not 0 < check_finite("target", target) <= 1:
+        raise ParameterError("target", f"must be in (0, 1] (a fraction of the stability boundary), got {target}")
+    trace = load_trace(source, parameter)
+    levels, steps = _recorded_grid(trace, parameter)
+    u = np.log(levels)
+    intervals = len(levels) - 1
+    if rule == "lte":
+        exponent = _exponent(trace, parameter)
+        ok, lte = _medians(steps[:intervals], "lte", parameter, "the embedded LTE")
+        h = (levels[:-1] - levels[1:])[ok]
+        log_c = _log_linear(((u[:-1] + u[1:]) / 2)[ok], np.log(lte[ok]) - exponent * np.log(h))
+        density = lambda x: np.exp(log_c(x) / exponent + x)  # noqa: E731
+
+        def measure(grid: np.ndarray) -> np.ndarray:
+            return np.exp(log_c(np.log(np.sqrt(grid[:-1] * grid[1:])))) * (grid[:-1] - grid[1:]) ** exponent
+
+        placed, feasible = _place(u, density, None, intervals)
+    else:
+        boundaries = [float(s["stability_boundary"]) for s in steps[:intervals] if s.get("stability_boundary")]
+        if not boundaries:
+            raise ParameterError(parameter, "the trace records no stability_boundary on its steps")
+        boundary = min(boundaries)
+        ok, rho = _medians(steps, "stiffness", parameter, "the secant stiffness ρ̂")
+        log_rho = _log_linear(u[: len(steps)][ok], np.log(rho[ok]))
+        required = lambda x: np.exp(log_rho(x) + x) / (target * boundary)  # noqa: E731
+
+        def measure(grid: np.ndarray) -> np.ndarray:
+            return (grid[:-1] - grid[1:]) * np.exp(log_rho(np.log(grid[:-1]))) / boundary
+
+        base = lambda x: np.exp(x) / (levels[:-1] - levels[1:])[_cell_of(u, x)]  # noqa: E731
+        placed, feasible = _place(u, required, base, intervals)
+    sigmas = np.exp(placed)
+    sigmas[0], sigmas[-1] = levels[0], levels[-1]  # the ends stay exactly where they were
+    return Prescription(tuple(float(s) for s in sigmas), rule, target if rule == "stability" else None, feasible,
+                        tuple(measure(sigmas).tolist()), tuple(measure(levels).tolist()))  # fmt: skip
+
+
+def _short(source) -> str:
+    return repr(source) if isinstance(source, (str, Path)) and len(str(source)) < 80 else f"the {type(source).__name__}"
+
+
+def _recorded_grid(trace: Trace, parameter: str) -> tuple[np.ndarray, list[dict]]:
+    """The positive levels of a finished run, and its steps."""
+    if trace.status != "ok":
+        raise ParameterError(parameter, f"the recorded run {trace.status} ({trace.message}); prescribe from a finished run")
+    try:
+        levels = np.array(explicit_levels(trace.sigmas), dtype=float)
+    except ParameterError as err:
+        raise ParameterError(parameter, f"the trace's grid is not usable: {err}") from err
+    if len(trace.steps) != len(trace.sigmas) - 1:
+        raise ParameterError(parameter, f"the trace has {len(trace.steps)} steps for {len(trace.sigmas)} levels; "
+                                        "it must hold every step of its grid")  # fmt: skip
+    return levels, trace.steps
+
+
+def _exponent(trace: Trace, parameter: str) -> int:
+    """p + 1, with p the order of the embedded estimate: the solver's order − 1."""
+    order = getattr(get_solver(str(trace.config.get("solver"))), "order", None)
+    if not order or order < 2:
+        raise ParameterError(parameter, f"the solver {trace.config.get('solver')!r} has no embedded error estimate "
+                                        "for the lte rule; use the stability rule")  # fmt: skip
+    return int(order)
+
+
+def _medians(steps: list[dict], name: str, parameter: str, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per-step medians over samples of the field ``name``, and where they are finite and > 0."""
+    try:
+        medians = np.array([np.nanmedian(np.asarray(s[name], dtype=float)) if s.get(name) is not None else np.nan
+                            for s in steps], dtype=float)  # fmt: skip
+    except (TypeError, ValueError) as err:
+        raise ParameterError(parameter, f"the trace's {name!r} values are not numbers") from err
+    ok = np.isfinite(medians) & (medians > 0)
+    if not ok.any():
+        raise ParameterError(parameter, f"the trace records no {name!r} ({what}) on its steps; record the run with "
+                                        "the diagnostics on (and, for lte, a solver with an embedded pair)")  # fmt: skip
+    return ok, medians
+
+
+def _log_linear(knots: np.ndarray, values: np.ndarray):
+    """x ↦ the piecewise-linear interpolant of (knots, values), extended along its end segments."""
+    order = np.argsort(knots)
+    k, v = knots[order], values[order]
+
+    def at(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=float)
+        if k.size == 1:
+            return np.full_like(x, v[0])
+        y = np.interp(x, k, v)
+        low, high = x < k[0], x > k[-1]
+        y[low] = v[0] + (x[low] - k[0]) * (v[1] - v[0]) / (k[1] - k[0])
+        y[high] = v[-1] + (x[high] - k[-1]) * (v[-1] - v[-2]) / (k[-1] - k[-2])
+        return y
+
+    return at
+
+
+def _cell_of(u_levels: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Index j of the recorded step [u_{j+1}, u_j] holding each x (u_levels decreasing)."""
+    return np.clip(np.searchsorted(-u_levels, -np.asarray(x), side="left") - 1, 0, len(u_levels) - 2)
+
+
+def _place(u_levels: np.ndarray, required, base, intervals: int) -> tuple[np.ndarray, bool]:
+    """Levels (in u, decreasing, ends kept) splitting ∫ n du into ``intervals`` equal parts, with
+    n = ``required`` alone, or max(c·``base``, ``required``) with c ≤ 1 fixed by the count."""
+    lo, hi = u_levels[-1], u_levels[0]
+    nodes = np.unique(np.concatenate([np.linspace(lo, hi, FINE_CELLS + 1), u_levels]))
+    inner = nodes[:-1] + 1e-9 * np.diff(nodes), nodes[1:] - 1e-9 * np.diff(nodes)  # one-sided ends of each cell
+    need = [required(x) for x in inner]
+    feasible = True
+    if base is None:
+        ends = need
+    else:
+        given = [base(x) for x in inner]
+        total_need = _mass(nodes, *need).sum()
+        feasible = total_need <= intervals
+        scale = 0.0
+        if feasible:  # bisect c in [0, 1]: the steps under max(c·b, q) fall from ≥ M − 1 (c = 1) to ∫q (c = 0)
+            low, high = 0.0, 1.0
+            for _ in range(80):
+                scale = (low + high) / 2
+                count = _mass(nodes, *(np.maximum(scale * g, q) for g, q in zip(given, need))).sum()
+                low, high = (scale, high) if count < intervals else (low, scale)
+            scale = high
+        ends = [np.maximum(scale * g, q) for g, q in zip(given, need)]
+    mass = _mass(nodes, *ends)
+    cumulative = np.concatenate([[0.0], np.cumsum(mass)])
+    targets = cumulative[-1] * np.arange(intervals - 1, 0, -1) / intervals
+    cell = np.clip(np.searchsorted(cumulative, targets, side="right") - 1, 0, len(mass) - 1)
+    rest, width = targets - cumulative[cell], np.diff(nodes)[cell]
+    w0, w1 = ends[0][cell], ends[1][cell]
+    slope = np.log(w1 / w0) / width  # n is exp-linear across a cell: n = w0·e^{slope·(u − u0)}
+    flat = np.abs(slope * width) < 1e-12
+    step = np.where(flat, rest / w0, np.log1p(slope * rest / w0 * ~flat) / np.where(flat, 1.0, slope))
+    return np.concatenate([[hi], nodes[cell] + step, [lo]]), feasible
+
+
+def _mass(nodes: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """∫ n du per cell for n exp-linear between its end values (their logarithmic mean × width)."""
+    width = np.diff(nodes)
+    ratio = np.log(right / left)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = np.where(np.abs(ratio) < 1e-12, left, (right - left) / ratio)
+    return width * mean
