@@ -61,7 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cfg", type=float, default=1.0, help="classifier-free guidance weight w (1 = none; a class or prompt)")
     p.add_argument("--autoguidance", type=float, default=1.0, help="Autoguidance weight w against the weaker model (1 = none)")
     p.add_argument("--erk-guid", type=float, default=None, metavar="W_STIFF", help="turn ERK-Guid on with this w_stiff")
-    p.add_argument("--erk-con", type=float, default=DEFAULTS.erk_con, metavar="W_CON", help="ERK-Guid stiffness threshold w_con on ρ̂")
+    p.add_argument("--erk-con", type=float, default=None, metavar="W_CON",
+                   help="ERK-Guid stiffness threshold w_con on ρ̂ (default: by steps, the authors' 0.1 up to 8, "
+                        "0.3 up to 16, 0.5 above)")  # fmt: skip
+    p.add_argument("--denoise-to-zero", action=argparse.BooleanOptionalAction, default=DEFAULTS.denoise_to_zero,
+                   help="end with the Euler step to σ = 0; --no-denoise-to-zero is the authors' diff-sampler "
+                        "convention: --steps N levels ending at σ_min, N − 1 steps, samples at σ_min")  # fmt: skip
     p.add_argument("--no-diagnostics", action="store_true", help="record no cheap per-step diagnostics (timing baseline)")
     p.add_argument("--threads", type=int, default=None,
                    help=f"torch CPU threads (default: one per core this process may use, {threads_for(1)} here, "
@@ -139,6 +144,7 @@ def run_sample(args: argparse.Namespace) -> int:
         sigma_min=args.sigma_min, sigma_max=args.sigma_max, rho=args.rho, cls=_class_value(args.cls),
         prompt=args.prompt, negative_prompt=args.negative_prompt,
         cfg=args.cfg, autoguidance=args.autoguidance, erk_guid=args.erk_guid, erk_con=args.erk_con,
+        denoise_to_zero=args.denoise_to_zero,
         dtype=args.dtype, device=args.device, diagnostics=not args.no_diagnostics,
         eig=args.eig, eig_method=args.eig_method, eig_iterations=args.eig_iters, lanczos_iterations=args.lanczos_iters,
         lte_ref=args.lte_ref, lte_ref_substeps=args.lte_ref_substeps, lipschitz=args.lipschitz,

@@ -9,7 +9,7 @@ import torch
 
 from .diagnostics.ground_truth import DiagnosticOptions
 from .errors import ParameterError, check_finite
-from .guidance.erk import ErkGuid
+from .guidance.erk import ErkGuid, default_erk_con
 from .guidance.stein import SteinDiff
 from .schedules import SCHEDULES, explicit_levels
 
@@ -28,7 +28,12 @@ class SampleConfig(DiagnosticOptions):
     The diagnostics' switches (``diagnostics``, ``eig``, ``lte_ref``, ``lipschitz``,
     ``stein_oracle`` and their iteration counts) come from :class:`DiagnosticOptions`.
 
-    ``erk_guid`` is ERK-Guid's w_stiff (None: off), ``erk_con`` its w_con. ``cls`` is the class
+    ``erk_guid`` is ERK-Guid's w_stiff (None: off), ``erk_con`` its w_con (None: the authors'
+    value for ``steps``, :func:`~stiffviz.guidance.erk.default_erk_con`: 0.1 up to 8 steps, 0.3 up
+    to 16, 0.5 above; ``to_dict`` records the value used). ``denoise_to_zero=False`` is the
+    authors' diff-sampler convention (docs/math.md §4): the grid is ``steps`` noise levels ending
+    at σ_min, so ``steps`` = N time points give N − 1 solver steps, with no final Euler step to
+    σ = 0 (the samples are the states at σ_min) and ERK-Guid corrects the last step. ``cls`` is the class
     (index or name) for class-conditional models, None for unconditional sampling; ``prompt``
     and ``negative_prompt`` condition text models (CFG runs against the negative prompt, or
     the empty one). ``schedule`` is ``karras``, ``logsnr`` or ``model`` (the model's own grid); ``sigmas``, when
@@ -51,7 +56,8 @@ class SampleConfig(DiagnosticOptions):
     cfg: float = 1.0
     autoguidance: float = 1.0
     erk_guid: float | None = None
-    erk_con: float = 0.5
+    erk_con: float | None = None  # None: by steps (default_erk_con)
+    denoise_to_zero: bool = True
     dtype: str = "float32"
     device: str | None = None
     # The diagnostics' switches are inherited from DiagnosticOptions; SteinDiff (docs/math.md §5):
@@ -75,8 +81,15 @@ class SampleConfig(DiagnosticOptions):
             _check_levels(self.sigmas, self.steps)
         _integer_in("batch", self.batch, 1, MAX_BATCH)
         _integer_in("seed", self.seed, 0, 2**63 - 1)
-        for name in ("sigma_min", "sigma_max", "rho", "cfg", "autoguidance", "erk_con"):
+        for name in ("sigma_min", "sigma_max", "rho", "cfg", "autoguidance"):
             check_finite(name, getattr(self, name))
+        if self.erk_con is not None:
+            check_finite("erk_con", self.erk_con)
+        if not isinstance(self.denoise_to_zero, bool):
+            raise ParameterError("denoise_to_zero", f"must be true or false, got {self.denoise_to_zero!r}")
+        if not self.denoise_to_zero and self.steps < 2:
+            raise ParameterError("steps", f"must be ≥ 2 without the denoise-to-zero step (N time points give "
+                                          f"N − 1 steps), got {self.steps}")  # fmt: skip
         if self.sigma_min <= 0:
             raise ParameterError("sigma_min", f"must be > 0, got {self.sigma_min}")
         if self.sigma_min >= self.sigma_max:
@@ -93,7 +106,12 @@ class SampleConfig(DiagnosticOptions):
         return self
 
     def erk(self) -> ErkGuid | None:
-        return ErkGuid(self.erk_guid, self.erk_con) if self.erk_guid is not None else None
+        return ErkGuid(self.erk_guid, self.erk_con_used) if self.erk_guid is not None else None
+
+    @property
+    def erk_con_used(self) -> float:
+        """``erk_con``, or the authors' w_con for ``steps`` when it is None."""
+        return default_erk_con(self.steps) if self.erk_con is None else self.erk_con
 
     def stein_diff(self) -> SteinDiff | None:
         if not self.stein:
@@ -109,7 +127,8 @@ class SampleConfig(DiagnosticOptions):
         return DTYPES[self.dtype]
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The settings, with ``erk_con`` the value used."""
+        return asdict(self) | {"erk_con": self.erk_con_used}
 
 
 def _check_levels(sigmas, steps: int) -> None:

@@ -43,6 +43,7 @@ OnStep = Callable[[dict, torch.Tensor, torch.Tensor], None]
 DenoiseFn = Callable[[torch.Tensor, float], torch.Tensor]
 PROBE_SEED_OFFSET = 7_919  # Hutchinson probes: a generator seeded with seed + offset
 GROUND_TRUTH_SEED_OFFSET = 104_729  # diagnostics' own generator, so turning them on never moves the run
+HISTORY_KEPT = 3  # steps the loop keeps: DEIS (tAB3) interpolates the last 4 drifts, secant pairs look back 1
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:
@@ -137,7 +138,7 @@ def integrate(
         if on_step is not None:
             on_step(record, x_next, first.denoised)
         history.append(step)
-        del history[:-2]  # multistep solvers and secant pairs look back one step
+        del history[:-HISTORY_KEPT]
         x = x_next
     trace.summary = _summary(trace, time.perf_counter() - start)
     return x, trace
@@ -187,7 +188,15 @@ EMBEDDING_ARGUMENTS = ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt
 
 
 def sampling_grid(model: Denoiser, config: SampleConfig) -> torch.Tensor:
-    """The grid the loop steps along, decreasing to 0 (docs/math.md §1, §9).
+    """The grid the loop steps along: :func:`grid_to_zero`, without its final 0 when
+    ``config.denoise_to_zero`` is False (the authors' diff-sampler convention, docs/math.md §4:
+    N = ``steps`` levels ending at σ_min, N − 1 steps, no final denoise step)."""
+    grid = grid_to_zero(model, config)
+    return grid if config.denoise_to_zero or grid[-1] > 0 else grid[:-1]
+
+
+def grid_to_zero(model: Denoiser, config: SampleConfig) -> torch.Tensor:
+    """The grid of the settings, decreasing to 0 (docs/math.md §1, §9).
 
     ``schedule="model"`` takes the model's own scheduler grid (``model.model_sigmas``). A σ
     schedule (Karras, log-SNR) is used as is for EDM models; a flow model (``path="flow"``,

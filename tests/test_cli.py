@@ -16,6 +16,7 @@ from test_live import TextLatentModel
 from stiffviz import Trace, cli, load_model, sample
 from stiffviz.cli import main
 from stiffviz.config import SampleConfig
+from stiffviz.guidance.erk import default_erk_con
 from stiffviz.quality import quality_report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,6 +85,9 @@ def test_every_flag_defaults_to_the_librarys_setting():
     assert len(flags) >= 30
     for action in flags:
         default = not action.default if action.dest == "no_diagnostics" else action.default
+        if action.dest == "erk_con":  # None: by steps; the trace records the value used for steps = 1
+            assert default is None
+            default = default_erk_con(1)
         setting = SETTING_OF.get(action.dest, action.dest)
         assert library[setting] == default and type(library[setting]) is type(default), (action.option_strings, default)
 
@@ -98,15 +102,18 @@ def test_every_flag_reaches_the_run_with_its_type(capsys):
               "--stein-gamma-min": "0.5", "--stein-gamma-max": "2.5", "--stein-sigma-min": "0.1",
               "--stein-sigma-max": "9"}  # fmt: skip
     switches = {"--no-diagnostics", "--eig", "--lte-ref", "--lipschitz", "--stein", "--stein-oracle"}
+    negations = {"--denoise-to-zero": "--no-denoise-to-zero"}  # on by default; the --no- form turns it off
     flags = {a.option_strings[0]: a for a in sample_flags()}
-    assert set(flags) == set(values) | switches  # a new flag must be added here
-    argv = ["sample", *[part for flag, value in values.items() for part in (flag, value)], *switches]
+    assert set(flags) == set(values) | switches | set(negations)  # a new flag must be added here
+    argv = ["sample", *[part for flag, value in values.items() for part in (flag, value)], *switches,
+            *negations.values()]
     args = cli.build_parser().parse_args(argv)
     for flag, text in values.items():
         parsed = getattr(args, flags[flag].dest)
         expected = int(text) if flags[flag].type is int else float(text) if flags[flag].type is float else text
         assert parsed == expected and type(parsed) is type(expected), flag
     assert all(getattr(args, flags[flag].dest) is True for flag in switches)
+    assert all(getattr(args, flags[flag].dest) is False for flag in negations)
     for flag in ("--steps", "--seed", "--cfg", "--rho"):
         with pytest.raises(SystemExit):
             cli.build_parser().parse_args(["sample", flag, "lots"])
@@ -329,3 +336,22 @@ def test_device_flag(tmp_path, capsys):
     code, trace, samples = cli_run(tmp_path, "--device", "cpu", "--steps", "4", "--batch", "8")
     assert code == 0 and trace.config["device"] == "cpu"
     assert np.array_equal(samples, sample(steps=4, batch=8)[0].numpy())
+
+
+def test_erk_con_defaults_by_steps_and_the_trace_records_it(tmp_path, capsys):
+    """Without --erk-con: the authors' w_con for the step count (0.1 at 8, 0.3 at 16); the run is the
+    one with that value given."""
+    for steps, w_con in (("8", 0.1), ("16", 0.3)):
+        code, trace, samples = cli_run(tmp_path, "--erk-guid", "0.5", "--steps", steps, "--batch", "32")
+        assert code == 0 and trace.config["erk_con"] == w_con
+        assert np.array_equal(samples, sample(erk_guid=0.5, erk_con=w_con, steps=int(steps), batch=32)[0].numpy())
+
+
+def test_no_denoise_to_zero_ends_the_grid_at_sigma_min(tmp_path, capsys):
+    """--steps 8 --no-denoise-to-zero: 8 levels from σ_max to σ_min, 7 Heun steps (14 NFE), samples at σ_min."""
+    code, trace, samples = cli_run(tmp_path, "--steps", "8", "--batch", "32", "--no-denoise-to-zero")
+    assert code == 0 and trace.config["denoise_to_zero"] is False
+    assert len(trace.sigmas) == 8 and trace.sigmas[0] == 80.0 and trace.sigmas[-1] == pytest.approx(0.002)
+    assert trace.summary["nfe"] == 14 and "NFE 14" in capsys.readouterr().out
+    assert main(["sample", "--steps", "1", "--no-denoise-to-zero"]) == 2
+    assert "steps" in capsys.readouterr().err

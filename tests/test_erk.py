@@ -87,12 +87,12 @@ def test_erk_guid_composes_with_cfg_and_autoguidance():
     with torch.no_grad():
         expected = reference_run("heun", denoise, sigmas, x0, 1.0, 0.5)
         x, trace = sample("tree", solver="heun", steps=STEPS, batch=BATCH, seed=SEED, dtype="float64",
-                          erk_guid=1.0, cls=1, cfg=2.0, autoguidance=1.5)  # fmt: skip
+                          erk_guid=1.0, erk_con=0.5, cls=1, cfg=2.0, autoguidance=1.5)  # fmt: skip
     assert torch.allclose(x, expected, rtol=1e-10, atol=1e-12)
     assert trace.config["model_calls_per_nfe"] == 3
 
 
-@pytest.mark.parametrize("solver", ["heun", "dpm2", "dpmpp2m", "euler", "bosh3"])
+@pytest.mark.parametrize("solver", ["heun", "dpm2", "dpmpp2m", "deis", "euler", "bosh3"])
 def test_w_stiff_zero_is_plain_solver_exactly(solver):
     plain, _ = sample("tree", solver=solver, steps=STEPS, batch=BATCH, seed=SEED)
     guided, trace = sample("tree", solver=solver, steps=STEPS, batch=BATCH, seed=SEED, erk_guid=0.0)
@@ -114,3 +114,38 @@ def test_erk_threshold_switches_correction_off():
     guided, trace = sample("tree", solver="heun", steps=STEPS, batch=BATCH, seed=SEED, erk_guid=2.0, erk_con=1e12)
     assert torch.equal(plain, guided)
     assert not any(s["erk_active"].any() for s in trace.steps if "erk_active" in s)
+
+
+@pytest.mark.parametrize("steps,w_con", [(4, 0.1), (8, 0.1), (9, 0.3), (16, 0.3), (17, 0.5), (32, 0.5)])
+def test_w_con_defaults_to_the_authors_value_for_the_step_count(steps, w_con):
+    """The authors' reproduction script: w_con 0.1 at 8 steps, 0.3 at 16, 0.5 at 32; the trace records it."""
+    model = load_model("tree")
+    sigmas = karras(steps)
+    x0 = sigmas[0].item() * torch.randn((BATCH, 2), generator=torch.Generator().manual_seed(SEED), dtype=torch.float64)
+    with torch.no_grad():
+        expected = reference_run("heun", guided_denoiser(model, None, 1.0, 1.0), sigmas, x0, 1.0, w_con)
+        x, trace = sample("tree", steps=steps, batch=BATCH, seed=SEED, dtype="float64", erk_guid=1.0)
+    assert trace.config["erk_con"] == w_con
+    assert torch.allclose(x, expected, rtol=1e-8, atol=1e-10)
+
+
+def test_dpm2_is_corrected_from_step_0():
+    """The within-step pair exists on step 0, and the authors' DPM-Solver-2 corrects it there."""
+    _, trace = sample("tree", solver="dpm2", steps=STEPS, batch=BATCH, seed=SEED, erk_guid=1.0, erk_con=0.0)
+    assert [s["i"] for s in trace.steps if "erk_active" in s] == list(range(STEPS - 1))
+    assert (trace.steps[0]["erk_correction"] > 0).any()
+
+
+@pytest.mark.parametrize("solver", ["heun", "dpm2"])
+def test_without_denoise_to_zero_the_grid_ends_at_sigma_min_and_the_last_step_is_corrected(solver):
+    """The authors' diff-sampler: N = steps levels, N − 1 steps, no final denoise; every pair corrects."""
+    denoise, sigmas, x0 = _setup()
+    with torch.no_grad():
+        expected = reference_run(solver, denoise, sigmas[:-1], x0, 1.0, 0.1)
+        x, trace = sample("tree", solver=solver, steps=STEPS, batch=BATCH, seed=SEED, dtype="float64",
+                          erk_guid=1.0, denoise_to_zero=False)  # fmt: skip
+    assert torch.allclose(x, expected, rtol=1e-8, atol=1e-10)
+    assert trace.sigmas == pytest.approx(sigmas[:-1].tolist()) and trace.sigmas[-1] == pytest.approx(0.002)
+    assert trace.summary["nfe"] == 2 * (STEPS - 1)
+    first = 0 if solver == "dpm2" else 1
+    assert [s["i"] for s in trace.steps if "erk_active" in s] == list(range(first, STEPS - 1))
