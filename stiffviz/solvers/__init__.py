@@ -5,7 +5,6 @@ from __future__ import annotations
 from ..errors import ParameterError
 from .base import Solver, Stage, StepResult
 from .deis import DEIS
-from .deis import DEIS
 from .dpm import DPMSolverPP2M
 from .runge_kutta import RungeKuttaSolver, bosh3, dpm2, euler, heun, rk4, runge_kutta_step
 from .tableau import Tableau
