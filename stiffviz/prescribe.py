@@ -100,7 +100,7 @@ def prescribe(source: Trace | dict | str | Path, rule: str = "lte", target: floa
         def measure(grid: np.ndarray) -> np.ndarray:
             return np.exp(log_c(np.log(np.sqrt(grid[:-1] * grid[1:])))) * (grid[:-1] - grid[1:]) ** exponent
 
-        placed, feasible = _place(u, density, None, intervals)
+        placed, feasible = _equalise(_place(u, density, intervals), log_c, exponent), True
     else:
         boundaries = [float(s["stability_boundary"]) for s in steps[:intervals] if s.get("stability_boundary")]
         if not boundaries:
@@ -108,13 +108,19 @@ def prescribe(source: Trace | dict | str | Path, rule: str = "lte", target: floa
         boundary = min(boundaries)
         ok, rho = _medians(steps, "stiffness", parameter, "the secant stiffness ρ̂")
         log_rho = _log_linear(u[: len(steps)][ok], np.log(rho[ok]))
-        required = lambda x: np.exp(log_rho(x) + x) / (target * boundary)  # noqa: E731
+
+        knots = u[: len(steps)][ok]
+
+        def largest(top: float, bottom: float) -> float:
+            """max ρ̂ over a step [e^bottom, e^top]: at its ends or at a knot inside (ln ρ̂ is piecewise linear)."""
+            inside = knots[(knots > bottom) & (knots < top)]
+            return float(np.exp(log_rho(np.concatenate([[top, bottom], inside]))).max())
 
         def measure(grid: np.ndarray) -> np.ndarray:
-            return (grid[:-1] - grid[1:]) * np.exp(log_rho(np.log(grid[:-1]))) / boundary
+            logs = np.log(grid)
+            return np.array([(a - b) * largest(x, y) / boundary for a, b, x, y in zip(grid, grid[1:], logs, logs[1:])])
 
-        base = lambda x: np.exp(x) / (levels[:-1] - levels[1:])[_cell_of(u, x)]  # noqa: E731
-        placed, feasible = _place(u, required, base, intervals)
+        placed, feasible = _stable_walk(u, lambda x, y: (np.exp(x) - np.exp(y)) * largest(x, y) / boundary, target)
     sigmas = np.exp(placed)
     sigmas[0], sigmas[-1] = levels[0], levels[-1]  # the ends stay exactly where they were
     return Prescription(tuple(float(s) for s in sigmas), rule, target if rule == "stability" else None, feasible,
@@ -180,50 +186,111 @@ def _log_linear(knots: np.ndarray, values: np.ndarray):
     return at
 
 
-def _cell_of(u_levels: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Index j of the recorded step [u_{j+1}, u_j] holding each x (u_levels decreasing)."""
-    return np.clip(np.searchsorted(-u_levels, -np.asarray(x), side="left") - 1, 0, len(u_levels) - 2)
-
-
-def _place(u_levels: np.ndarray, required, base, intervals: int) -> tuple[np.ndarray, bool]:
-    """Levels (in u, decreasing, ends kept) splitting ∫ n du into ``intervals`` equal parts, with
-    n = ``required`` alone, or max(c·``base``, ``required``) with c ≤ 1 fixed by the count."""
+def _place(u_levels: np.ndarray, density, intervals: int) -> np.ndarray:
+    """Levels (in u, decreasing, ends kept) splitting ∫ n du over [u_{M−1}, u_0] into ``intervals``
+    equal parts, n = ``density``, exp-linear across each quadrature cell (exact where ln n is
+    piecewise linear with knots among the cells' ends)."""
     lo, hi = u_levels[-1], u_levels[0]
     nodes = np.unique(np.concatenate([np.linspace(lo, hi, FINE_CELLS + 1), u_levels]))
-    inner = nodes[:-1] + 1e-9 * np.diff(nodes), nodes[1:] - 1e-9 * np.diff(nodes)  # one-sided ends of each cell
-    need = [required(x) for x in inner]
-    feasible = True
-    if base is None:
-        ends = need
-    else:
-        given = [base(x) for x in inner]
-        total_need = _mass(nodes, *need).sum()
-        feasible = total_need <= intervals
-        scale = 0.0
-        if feasible:  # bisect c in [0, 1]: the steps under max(c·b, q) fall from ≥ M − 1 (c = 1) to ∫q (c = 0)
-            low, high = 0.0, 1.0
-            for _ in range(80):
-                scale = (low + high) / 2
-                count = _mass(nodes, *(np.maximum(scale * g, q) for g, q in zip(given, need))).sum()
-                low, high = (scale, high) if count < intervals else (low, scale)
-            scale = high
-        ends = [np.maximum(scale * g, q) for g, q in zip(given, need)]
-    mass = _mass(nodes, *ends)
+    w0, w1 = density(nodes[:-1]), density(nodes[1:])
+    width = np.diff(nodes)
+    ratio = np.log(w1 / w0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mass = width * np.where(np.abs(ratio) < 1e-12, w0, (w1 - w0) / ratio)  # ∫ over a cell: the logarithmic mean
     cumulative = np.concatenate([[0.0], np.cumsum(mass)])
     targets = cumulative[-1] * np.arange(intervals - 1, 0, -1) / intervals
     cell = np.clip(np.searchsorted(cumulative, targets, side="right") - 1, 0, len(mass) - 1)
-    rest, width = targets - cumulative[cell], np.diff(nodes)[cell]
-    w0, w1 = ends[0][cell], ends[1][cell]
-    slope = np.log(w1 / w0) / width  # n is exp-linear across a cell: n = w0·e^{slope·(u − u0)}
-    flat = np.abs(slope * width) < 1e-12
-    step = np.where(flat, rest / w0, np.log1p(slope * rest / w0 * ~flat) / np.where(flat, 1.0, slope))
-    return np.concatenate([[hi], nodes[cell] + step, [lo]]), feasible
+    rest, slope = targets - cumulative[cell], ratio[cell] / width[cell]  # n = w0·e^{slope·(u − u0)} in the cell
+    flat = np.abs(ratio[cell]) < 1e-12
+    step = np.where(flat, rest / w0[cell], np.log1p(slope * rest / w0[cell] * ~flat) / np.where(flat, 1.0, slope))
+    return np.concatenate([[hi], nodes[cell] + step, [lo]])
 
 
-def _mass(nodes: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """∫ n du per cell for n exp-linear between its end values (their logarithmic mean × width)."""
-    width = np.diff(nodes)
-    ratio = np.log(right / left)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mean = np.where(np.abs(ratio) < 1e-12, left, (right - left) / ratio)
-    return width * mean
+def _stable_walk(u: np.ndarray, z_over_b, target: float) -> tuple[np.ndarray, bool]:
+    """The stability rule's grid, walked down from σ_0 (levels in u = ln σ, ends kept).
+
+    Each step is the shorter of the longest with ``z_over_b``(u_j, u_{j+1}) ≤ τ and the step that moves
+    s levels along the base grid (its level index, linear in ln σ between levels); s ≥ 1 is the
+    least for which M − 1 steps reach σ_{M−1}, so where the cap does not bind the steps keep the
+    base grid's spacing, stretched by s. If even the caps alone fall short (infeasible), every step
+    takes the same z/B = τ′ > τ that lands on σ_{M−1}."""
+    intervals, index = len(u) - 1, np.arange(len(u), dtype=float)
+    position = lambda x: np.interp(-x, -u, index)  # noqa: E731  (the base grid's level index at u = x)
+    level = lambda k: np.interp(k, index, u, right=u[-1])  # noqa: E731
+
+    def capped(top: float, fraction: float) -> float:
+        """The lowest level a step from ``top`` may reach with z/B ≤ ``fraction`` (z/B grows with the step)."""
+        if z_over_b(top, u[-1]) <= fraction:
+            return u[-1]
+        low, high = u[-1], top
+        for _ in range(50):
+            mid = (low + high) / 2
+            low, high = (low, mid) if z_over_b(top, mid) <= fraction else (mid, high)
+        return high
+
+    def walk(stretch: float, fraction: float) -> np.ndarray:
+        out = [u[0]]
+        for _ in range(intervals):
+            spaced = level(position(out[-1]) + stretch) if np.isfinite(stretch) else -np.inf
+            out.append(max(capped(out[-1], fraction), spaced, u[-1]))
+        return np.array(out)
+
+    def solve(reaches, low: float, high: float) -> float:
+        for _ in range(60):
+            mid = (low + high) / 2 if np.isfinite(high) else 2 * low
+            low, high = (low, mid) if reaches(mid) else (mid, high)
+        return high
+
+    lands = lambda grid: grid[-1] <= u[-1] + 1e-12 and (grid[:-1] > u[-1]).all()  # noqa: E731
+    if walk(np.inf, target)[-1] <= u[-1]:
+        stretch = 1.0 if lands(walk(1.0, target)) else solve(lambda s: walk(s, target)[-1] <= u[-1], 1.0, float(intervals))
+        grid = walk(stretch, target)
+        return _land(grid, u), True
+    fraction = solve(lambda f: walk(np.inf, f)[-1] <= u[-1], target, np.inf)
+    return _land(walk(np.inf, fraction), u), False
+
+
+def _land(grid: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """The walk's levels with the last one exactly on σ_{M−1}."""
+    grid = grid.copy()
+    grid[-1] = u[-1]
+    return grid
+
+
+def _equalise(u: np.ndarray, log_c, exponent: int, iterations: int = 60) -> np.ndarray:
+    """Newton's method from the continuous placement ``u`` (levels in ln σ, ends fixed) to the grid
+    whose every step has the same ln C(√(σ_j σ_{j+1})) + k·ln(σ_j − σ_{j+1}) = ln ε (unknowns: the
+    interior levels and ln ε). Returns ``u`` unchanged if it does not converge."""
+    if len(u) < 3:
+        return u
+
+    def residual(levels: np.ndarray) -> np.ndarray:
+        sigma = np.exp(levels)
+        return log_c((levels[:-1] + levels[1:]) / 2) + exponent * np.log(sigma[:-1] - sigma[1:])
+
+    steps, current = len(u) - 1, u.copy()
+    values = residual(current)
+    log_eps = values.mean()
+    for _ in range(iterations):
+        gap = values - log_eps
+        if np.abs(gap).max() < 1e-11:
+            return current
+        sigma, mid = np.exp(current), (current[:-1] + current[1:]) / 2
+        h = sigma[:-1] - sigma[1:]
+        slope = (log_c(mid + 1e-6) - log_c(mid - 1e-6)) / 2e-6
+        jacobian = np.zeros((steps, steps))  # columns: interior levels 1..M−2, then ln ε
+        rows = np.arange(steps)
+        jacobian[rows[1:], rows[1:] - 1] = slope[1:] / 2 + exponent * sigma[1:-1] / h[1:]
+        jacobian[rows[:-1], rows[:-1]] = slope[:-1] / 2 - exponent * sigma[1:-1] / h[:-1]
+        jacobian[:, -1] = -1.0
+        delta = np.linalg.solve(jacobian, -gap)
+        for damping in 0.5 ** np.arange(30):  # keep the levels strictly decreasing
+            trial = current.copy()
+            trial[1:-1] += damping * delta[:-1]
+            if (np.diff(trial) < 0).all():
+                break
+        else:
+            return u
+        current, log_eps = trial, log_eps + damping * delta[-1]
+        values = residual(current)
+    return u
