@@ -1,21 +1,22 @@
 """Prescribed schedules: from one recorded run, a grid with the same NFE (docs/math.md §13).
 
 The recorded run has positive levels σ_0 > … > σ_{M−1} (a final step to 0 after them, unless
-the run ends at σ_min). The new grid keeps σ_0 and σ_{M−1} and the number of levels, so the same
-solver makes the same number of model calls; only the M − 2 levels in between move. Both rules
-describe the wanted grid by a step density n(u) (steps per unit of u = ln σ) and place level j
-where the cumulative Φ(u) = ∫_{ln σ_{M−1}}^{u} n du′ reaches (M − 1 − j)/(M − 1) of its total:
+the run ends at σ_min). The new grid keeps σ_0, σ_{M−1} and the number of levels, so the same
+solver makes the same number of model calls; only the M − 2 levels in between move.
 
-* ``lte`` equidistributes the estimated local error. A step of size h near σ is modelled as
-  ‖e‖ ≈ C(σ)·|h|^{p+1}, with p the order of the embedded estimate (the solver's order − 1), and
-  C_j = median‖e_j‖/|h_j|^{p+1} read off step j at √(σ_j σ_{j+1}). Equal C·|h|^{p+1} on every
-  step means |h| ∝ C^{−1/(p+1)}, so n(u) ∝ C(e^u)^{1/(p+1)}·e^u.
-* ``stability`` keeps z = |h|·ρ̂(σ) within ``target`` of the stability boundary B (the smallest
-  boundary the run's steps report): a step starting at σ may be at most τB/ρ̂(σ), i.e.
-  n(u) ≥ q(u) = ρ̂(e^u)·e^u/(τB). Where that does not bind the base grid's own density b(u)
-  stands, scaled by the one factor c ≤ 1 that gives back the steps spent on the bound:
-  n = max(c·b, q). When ∫q alone exceeds M − 1 steps the target cannot be met; then
-  n ∝ q, which makes z/B equal along the grid (the smallest largest z these steps allow).
+* ``lte`` equidistributes the estimated local error. A step h near σ is modelled as
+  ‖e‖ ≈ C(σ)·|h|^{p+1}, p the order of the embedded estimate (the solver's order − 1), with
+  C_j = median‖e_j‖/|h_j|^{p+1} read off recorded step j at √(σ_j σ_{j+1}). The new grid makes
+  C(√(σ_j σ_{j+1}))·|h_j|^{p+1} = ε the same on every step: first by the continuous rule (step
+  density in ln σ ∝ C^{1/(p+1)}·σ, cut into M − 1 equal parts), then exactly, by Newton's method
+  on the interior levels and ln ε.
+* ``stability`` bounds z_j/B = |h_j|·max ρ̂ over the step / B by the target τ (B: the smallest
+  stability boundary the run's steps report). The grid is walked down from σ_0: each step is the
+  shorter of the longest step with z/B ≤ τ and a step of s base-grid levels (the base grid's
+  level index, interpolated in ln σ), with the least s ≥ 1 that reaches σ_{M−1} in M − 1 steps;
+  where the bound does not bind the base grid's spacing stands (s = 1: the base grid itself).
+  When even the bound alone cannot reach σ_{M−1} the target is out of reach (``feasible`` False)
+  and every step gets the same z/B = τ′ > τ, the least largest z these steps allow.
 
 C(σ) and ρ̂(σ) are interpolated linearly in (ln σ, ln value) between the steps that recorded
 them (medians over samples), and extended along the end segments.
