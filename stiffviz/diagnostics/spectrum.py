@@ -57,13 +57,20 @@ class ExactSpectrum:
     def __init__(self, jacobian: Callable[[torch.Tensor, float], torch.Tensor]):
         self.jacobian = jacobian
 
-    def eigen(self, x: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """All eigenvalues (B, d) and eigenvectors (B, d, d) of J (symmetrised)."""
-        flat = x.flatten(1)
-        d = flat.shape[1]
+    def symmetric_jacobian(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
+        """(J + Jᵀ)/2 with J = (I − ∂D/∂x)/σ, shape (B, d, d) (J itself for an exact denoiser)."""
+        d = x[0].numel()
         jd = self.jacobian(x, sigma).reshape(-1, d, d)
         j = (torch.eye(d, dtype=x.dtype, device=x.device) - jd) / sigma
-        return torch.linalg.eigh(0.5 * (j + j.transpose(1, 2)))
+        return 0.5 * (j + j.transpose(1, 2))
+
+    def eigen(self, x: torch.Tensor, sigma: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """All eigenvalues (B, d) and eigenvectors (B, d, d) of J (symmetrised)."""
+        return torch.linalg.eigh(self.symmetric_jacobian(x, sigma))
+
+    def radius(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
+        """The spectral radius ρ(J) = max|λ| per sample, shape (B,) (eigenvalues only)."""
+        return torch.linalg.eigvalsh(self.symmetric_jacobian(x, sigma)).abs().amax(1)
 
     def dominant(self, x: torch.Tensor, sigma: float, start: torch.Tensor | None = None) -> Eigenpair:
         return self.estimate(x, sigma, start)[0]

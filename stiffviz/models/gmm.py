@@ -229,17 +229,23 @@ class GaussianMixtureDenoiser:
         """J = ∂f/∂x for f = (x − D)/σ: J = −σ ∇²log p_σ, shape (B, d, d), symmetric."""
         return -sigma_per_sample(sigma, x).view(-1, 1, 1) * self.hessian_log_prob(x, sigma, cond)
 
-    def sample_reference(self, n: int, generator: torch.Generator | None = None, cond=None) -> torch.Tensor:
-        """n exact draws from the clean mixture (given ``cond``), float64 on the CPU."""
+    def components(self, cond=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The clean mixture (of class ``cond``, or all classes), float64 on the CPU: means μ_k (K, d),
+        the eigenvalues of Σ_k (K, d, ascending), its eigenvectors (K, d, d, as columns) and weights π_k (K,)."""
         mix = self._mixtures(torch.float64, torch.device("cpu"))
         row = len(mix) - 1
         if cond is not None:
             row = int(cond_per_sample(cond, 1, self.classes, torch.device("cpu"))[0])
         m = mix[row]
-        comp = torch.multinomial(m.log_weights.exp(), n, replacement=True, generator=generator)
+        return m.means, m.eigvals, m.eigvecs, m.log_weights.exp()
+
+    def sample_reference(self, n: int, generator: torch.Generator | None = None, cond=None) -> torch.Tensor:
+        """n exact draws from the clean mixture (given ``cond``), float64 on the CPU."""
+        means, eigvals, eigvecs, weights = self.components(cond)
+        comp = torch.multinomial(weights, n, replacement=True, generator=generator)
         eps = torch.randn(n, self.shape[0], generator=generator, dtype=torch.float64)
-        scale = m.eigvecs[comp] * m.eigvals[comp].sqrt().unsqueeze(1)  # U diag(√λ)
-        return m.means[comp] + torch.einsum("nij,nj->ni", scale, eps)
+        scale = eigvecs[comp] * eigvals[comp].sqrt().unsqueeze(1)  # U diag(√λ)
+        return means[comp] + torch.einsum("nij,nj->ni", scale, eps)
 
     def __repr__(self) -> str:
         return f"GaussianMixtureDenoiser({self.name!r}, components={self.n_components}, classes={self.classes})"
