@@ -81,6 +81,13 @@ def _numpy(t: torch.Tensor):
     return t.detach().to("cpu", torch.float64).numpy()
 
 
+def candidate_step(evaluate: Evaluator, solver: Solver, y: torch.Tensor, sigma: float, sigma_next: float,
+                   history: Sequence[StepResult] = ()) -> torch.Tensor:  # fmt: skip
+    """T(y): ``solver``'s step from σ to σ_next (Euler to D(y) when σ_next = 0)."""
+    first = evaluate(y, sigma)
+    return first.denoised if sigma_next == 0.0 else solver.step(evaluate, first, sigma_next, history).x
+
+
 class GroundTruth:
     """Computes the enabled costly diagnostics step by step, keeping warm starts between steps."""
 
@@ -102,8 +109,7 @@ class GroundTruth:
 
     def candidate(self, y: torch.Tensor, sigma: float, sigma_next: float, history: Sequence[StepResult]) -> torch.Tensor:
         """T(y): the solver's step from σ to σ_next (Euler to D(y) when σ_next = 0)."""
-        first = self.evaluate(y, sigma)
-        return first.denoised if sigma_next == 0.0 else self.solver.step(self.evaluate, first, sigma_next, history).x
+        return candidate_step(self.evaluate, self.solver, y, sigma, sigma_next, history)
 
     def record(self, record: dict, ctx: StepContext) -> None:
         """Add the enabled fields to ``record`` (numpy arrays per sample, floats per batch)."""
