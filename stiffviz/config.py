@@ -11,6 +11,7 @@ from .diagnostics.ground_truth import DiagnosticOptions
 from .errors import ParameterError, check_finite
 from .guidance.erk import ErkGuid, default_erk_con
 from .guidance.stein import SteinDiff
+from .paths import PATHS
 from .schedules import SCHEDULES, explicit_levels
 
 MODEL_SCHEDULE = "model"  # the model's own scheduler grid (diffusers models: ``model.model_sigmas``)
@@ -36,7 +37,10 @@ class SampleConfig(DiagnosticOptions):
     σ = 0 (the samples are the states at σ_min) and ERK-Guid corrects the last step. ``cls`` is the class
     (index or name) for class-conditional models, None for unconditional sampling; ``prompt``
     and ``negative_prompt`` condition text models (CFG runs against the negative prompt, or
-    the empty one). ``schedule`` is ``karras``, ``logsnr`` or ``model`` (the model's own grid); ``sigmas``, when
+    the empty one). ``path`` is the Gaussian path whose coordinates and time the solver steps in
+    (``edm``, ``vp``, ``flow``; None: the model's own, :mod:`stiffviz.paths`). ``schedule`` is ``karras``,
+    ``logsnr`` (σ grids, mapped to the path's time), ``uniform`` (in the path's own time; ``shift``
+    for flow) or ``model`` (the model's own grid); ``sigmas``, when
     given, is an explicit grid of ``steps`` positive levels that replaces the schedule.
     """
 
@@ -50,6 +54,8 @@ class SampleConfig(DiagnosticOptions):
     sigma_max: float = 80.0
     rho: float = 7.0
     sigmas: tuple[float, ...] | None = None  # an explicit grid: overrides schedule (docs/math.md §13)
+    path: str | None = None  # the coordinates the solver steps in (docs/math.md §9); None: the model's own
+    shift: float = 1.0  # the flow path's uniform grid: σ ← shift·σ (diffusers' FlowMatch shift)
     cls: int | str | None = None
     prompt: str | None = None
     negative_prompt: str | None = None
@@ -73,6 +79,10 @@ class SampleConfig(DiagnosticOptions):
             raise ParameterError("solver", f"must be one of {', '.join(SOLVERS)}, got {self.solver!r}")
         if self.schedule not in SCHEDULES + (MODEL_SCHEDULE,):
             raise ParameterError("schedule", f"must be one of {', '.join(SCHEDULES + (MODEL_SCHEDULE,))}, got {self.schedule!r}")
+        if self.path is not None and self.path not in PATHS:
+            raise ParameterError("path", f"must be one of {', '.join(PATHS)}, got {self.path!r}")
+        if check_finite("shift", self.shift) <= 0:
+            raise ParameterError("shift", f"must be > 0, got {self.shift}")
         for name in ("prompt", "negative_prompt"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
                 raise ParameterError(name, f"must be text, got {type(getattr(self, name)).__name__}")

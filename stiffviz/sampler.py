@@ -11,8 +11,9 @@ Per step i, from σ_i to σ_{i+1}:
 6. hand the record, the new state and the denoised estimate to ``on_step``.
 A non-finite state stops the loop with status "diverged"; the trace keeps every step so far.
 
-Flow-matching models (``path="flow"``) run through the same loop with the flow time t in σ's
-place: for x_t = (1 − t)·x0 + t·ε the velocity is v = (x_t − D_flow(x_t; t))/t, the same form as
+Other Gaussian paths (``path``: vp, flow; :mod:`stiffviz.paths`) run through the same loop with the
+path's time t in σ's place and the path denoiser D̃(x, t) = x − t·f(x, t). Flow-matching models
+(``path="flow"``) are such a path natively: for x_t = (1 − t)·x0 + t·ε the velocity is v = (x_t − D_flow(x_t; t))/t, the same form as
 the EDM drift (docs/math.md §9), so ρ̂, z = |h|ρ̂ and every eigenvalue are those of ∂v/∂x_t, with
 h a step in t.
 """
@@ -34,7 +35,8 @@ from .guidance.stein import SteinDiff, hutchinson_divergence, stein_coefficient
 from .models.base import Denoiser
 from .models.guided import guided_denoiser
 from .models.registry import load_model
-from .schedules import explicit_grid, explicit_levels, flow_times, make_schedule
+from .paths import Path, path_denoiser, path_grid
+from .schedules import explicit_grid, explicit_levels
 from .solvers import Solver, Stage, StepResult, get_solver
 from .solvers.base import Evaluator
 from .trace import Trace
@@ -178,12 +180,13 @@ def _summary(trace: Trace, wall_time: float) -> dict:
 def initial_noise(shape: tuple[int, ...], batch: int, seed: int, sigma_max: float, dtype, device) -> torch.Tensor:
     """σ_max · N(0, I) drawn on the CPU from ``seed``, then moved: a seed means the same noise everywhere.
 
-    For a flow model ``sigma_max`` is the first flow time t_0 (1 on the model's own grid)."""
+    On other paths ``sigma_max`` is s(t_0)·σ(t_0) (for flow the first flow time t_0, 1 on a flow
+    model's own grid)."""
     noise = torch.randn((batch, *shape), generator=torch.Generator().manual_seed(seed), dtype=dtype)
     return (sigma_max * noise).to(device)
 
 
-PATHS = ("edm", "flow")
+NATIVE_PATHS = ("edm", "flow")  # the paths a model can be trained on (``model.path``)
 EMBEDDING_ARGUMENTS = ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds", "negative_pooled_prompt_embeds")
 
 
@@ -198,24 +201,35 @@ def sampling_grid(model: Denoiser, config: SampleConfig) -> torch.Tensor:
 def grid_to_zero(model: Denoiser, config: SampleConfig) -> torch.Tensor:
     """The grid of the settings, decreasing to 0 (docs/math.md §1, §9).
 
-    ``schedule="model"`` takes the model's own scheduler grid (``model.model_sigmas``). A σ
-    schedule (Karras, log-SNR) is used as is for EDM models; a flow model (``path="flow"``,
-    called with the flow time t of x_t = (1 − t)·x0 + t·ε) gets the same σ's as t = σ/(1 + σ).
-    An explicit ``sigmas`` (docs/math.md §13) is taken as is, in the time the loop steps in (σ, or t
-    for a flow model), with the final 0 appended.
+    ``schedule="model"`` takes the model's own scheduler grid (``model.model_sigmas``, mapped to
+    the run's path if it is not the model's own). A σ schedule (Karras, log-SNR) goes through the
+    path's t(σ), so every path steps through the same σ's (a flow model, called with the flow time
+    t of x_t = (1 − t)·x0 + t·ε, gets t = σ/(1 + σ)); ``uniform`` is uniform in the path's own time
+    (:func:`stiffviz.paths.path_grid`). An explicit ``sigmas`` (docs/math.md §13) is taken as is, in
+    the time the loop steps in (σ, or the path's t), with the final 0 appended.
     """
-    path = getattr(model, "path", "edm")
-    if path not in PATHS:
-        raise ParameterError("model", f"path must be one of {', '.join(PATHS)}, got {path!r}")
+    native, path = model_path(model, config)
     if config.sigmas is not None:  # an explicit grid, in the loop's own time (as a trace's ``sigmas``)
         return explicit_grid(config.sigmas)
     if config.schedule == MODEL_SCHEDULE:
         if not hasattr(model, "model_sigmas"):
             raise ParameterError("schedule", f"'model' needs a model with its own scheduler (a diffusers model); "
                                              f"{config.model} has none: use karras or logsnr")  # fmt: skip
-        return torch.as_tensor(model.model_sigmas(config.steps), dtype=torch.float64)
-    sigmas = make_schedule(config.schedule, config.steps, config.sigma_min, config.sigma_max, config.rho)
-    return flow_times(sigmas) if path == "flow" else sigmas
+        grid = torch.as_tensor(model.model_sigmas(config.steps), dtype=torch.float64)
+        return grid if path == native else Path(path).time(grid)
+    return path_grid(path, config.schedule, config.steps, config.sigma_min, config.sigma_max, config.rho, config.shift)
+
+
+def model_path(model: Denoiser, config: SampleConfig) -> tuple[str, str]:
+    """(the model's own path, the path the run steps in): ``config.path``, or the model's own."""
+    native = getattr(model, "path", "edm")
+    if native not in NATIVE_PATHS:
+        raise ParameterError("model", f"path must be one of {', '.join(NATIVE_PATHS)}, got {native!r}")
+    path = config.path or native
+    if native != "edm" and path != native:
+        raise ParameterError("path", f"{config.model} is a {native} model; it runs on its own path only "
+                                     f"(path={native!r} or none), got {path!r}")  # fmt: skip
+    return native, path
 
 
 def conditioning(model: Denoiser, config: SampleConfig, embeds: dict) -> tuple[object, object]:
@@ -244,8 +258,8 @@ def sample(model: str | Denoiser = "tree", on_step: OnStep | None = None, **sett
     ``shape`` and ``classes``. Text models also take, from Python, precomputed embeddings
     (``prompt_embeds``, ``negative_prompt_embeds``, ``pooled_prompt_embeds``,
     ``negative_pooled_prompt_embeds``) instead of ``prompt``. The initial state of seed s is
-    ``grid[0] · randn((B, *shape), generator=torch.Generator().manual_seed(s))``: σ_max·ε for EDM
-    models, t_0·ε for flow models (plain ε at t_0 = 1). Returns the samples (B, *shape), the
+    ``s(t_0)σ(t_0) · randn((B, *shape), generator=torch.Generator().manual_seed(s))``: σ_max·ε on
+    the EDM path, t_0·ε on the flow path (plain ε at t_0 = 1), σ_max/√(1 + σ_max²)·ε on VP. Returns the samples (B, *shape), the
     final states in the model's own coordinates (latents for latent models), and the :class:`Trace`.
     """
     embeds = {k: settings.pop(k) for k in list(settings) if k.endswith("prompt_embeds")}
@@ -259,14 +273,15 @@ def sample(model: str | Denoiser = "tree", on_step: OnStep | None = None, **sett
     device = torch.device(config.device) if config.device else getattr(model, "device", torch.device("cpu"))
     dtype = config.torch_dtype
     cond, uncond = conditioning(model, config, embeds)
-    denoise = guided_denoiser(model, cond, config.cfg, config.autoguidance, uncond=uncond)
+    native, path = model_path(model, config)
+    denoise = path_denoiser(guided_denoiser(model, cond, config.cfg, config.autoguidance, uncond=uncond), path, native)
     sigmas = sampling_grid(model, config)
-    x = initial_noise(tuple(model.shape), config.batch, config.seed, float(sigmas[0]), dtype, device)
+    x = initial_noise(tuple(model.shape), config.batch, config.seed, Path(path).noise_std(float(sigmas[0])), dtype, device)
     reference = None
     if hasattr(model, "sample_reference"):
         reference = lambda n, generator: model.sample_reference(n, generator, cond=config.cls)  # noqa: E731
     record = config.to_dict() | {"model_calls_per_nfe": denoise.calls, "shape": list(model.shape),
-                                 "path": getattr(model, "path", "edm")}  # fmt: skip
+                                 "path": path}  # fmt: skip
     with torch.no_grad():
         return integrate(denoise, sigmas, x, get_solver(config.solver), config.erk(), config.diagnostic_options(),
                          on_step, record, config.stein_diff(), config.seed, reference)  # fmt: skip

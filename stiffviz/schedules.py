@@ -2,8 +2,10 @@
 
 * Karras et al. (EDM): σ_i = (σ_max^{1/ρ} + i/(N−1)·(σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ.
 * log-SNR uniform: log σ_i linear between log σ_max and log σ_min (σ = e^{−λ/2}, λ the log-SNR).
+* uniform: linear in the time of the path the loop steps in (σ for EDM; VP's and flow's own t,
+  with a shift for flow: docs/math.md §9, :mod:`stiffviz.paths`).
 
-Both append σ_N = 0, so ``steps`` noise levels give ``steps`` solver steps.
+Each appends σ_N = 0, so ``steps`` noise levels give ``steps`` solver steps.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import torch
 
 from .errors import ParameterError, check_finite
 
-SCHEDULES = ("karras", "logsnr")
+SCHEDULES = ("karras", "logsnr", "uniform")
 
 
 def _check(steps: int, sigma_min: float, sigma_max: float) -> int:
@@ -62,14 +64,31 @@ def flow_times(sigmas: torch.Tensor) -> torch.Tensor:
     return sigmas / (1 + sigmas)
 
 
+def uniform_times(steps: int, t_min: float, t_max: float, shift: float = 1.0) -> torch.Tensor:
+    """``steps`` times from t_max down to t_min, uniform in the unshifted time u, then shifted
+    t = shift·u/(1 + (shift − 1)·u) as diffusers' FlowMatchEulerDiscreteScheduler does (for the
+    flow path this multiplies σ = t/(1 − t) by ``shift``; shift ≠ 1 needs t < 1); the endpoints
+    are kept and the final 0 appended. With shift = 1 it is uniform in t (σ for EDM)."""
+    steps = _check(steps, t_min, t_max)
+    if check_finite("shift", shift) <= 0:
+        raise ParameterError("shift", f"must be > 0, got {shift}")
+    if shift != 1.0 and t_max >= 1:
+        raise ParameterError("shift", f"applies to flow times t < 1 only (the flow path's uniform grid), got t_max = {t_max}")
+    u_max, u_min = (t / (shift - (shift - 1) * t) for t in (t_max, t_min))
+    u = torch.linspace(u_max, u_min, steps, dtype=torch.float64) if steps > 1 else torch.tensor([u_max], dtype=torch.float64)
+    return _with_zero(shift * u / (1 + (shift - 1) * u))
+
+
 def make_schedule(
     name: str, steps: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0
 ) -> torch.Tensor:
-    """Schedule by name (``karras`` or ``logsnr``); ``rho`` is ignored by ``logsnr``."""
+    """Schedule by name (``karras``, ``logsnr`` or ``uniform`` in σ); ``rho`` is used by ``karras`` only."""
     if name == "karras":
         return karras(steps, sigma_min, sigma_max, rho)
     if name == "logsnr":
         return logsnr(steps, sigma_min, sigma_max)
+    if name == "uniform":
+        return uniform_times(steps, sigma_min, sigma_max)
     raise ParameterError("schedule", f"must be one of {', '.join(SCHEDULES)}, got {name!r}")
 
 
