@@ -30,7 +30,7 @@ class SampleConfig(DiagnosticOptions):
     ``stein_oracle`` and their iteration counts) come from :class:`DiagnosticOptions`.
 
     ``erk_guid`` is ERK-Guid's w_stiff (None: off), ``erk_con`` its w_con (None: the authors'
-    value for ``steps``, :func:`~stiffviz.guidance.erk.default_erk_con`: 0.1 up to 8 steps, 0.3 up
+    value for the solver's steps, :func:`~stiffviz.guidance.erk.default_erk_con`: 0.1 up to 8 steps, 0.3 up
     to 16, 0.5 above; ``to_dict`` records the value used). ``denoise_to_zero=False`` is the
     authors' diff-sampler convention (docs/math.md §4): the grid is ``steps`` noise levels ending
     at σ_min, so ``steps`` = N time points give N − 1 solver steps, with no final Euler step to
@@ -121,7 +121,12 @@ class SampleConfig(DiagnosticOptions):
     @property
     def erk_con_used(self) -> float:
         """``erk_con``, or the authors' w_con for ``steps`` when it is None."""
-        return default_erk_con(self.steps) if self.erk_con is None else self.erk_con
+        return default_erk_con(self.solver_steps) if self.erk_con is None else self.erk_con
+
+    @property
+    def solver_steps(self) -> int:
+        """Steps the solver takes: ``steps``, or ``steps`` − 1 without the denoise-to-zero step."""
+        return self.steps if self.denoise_to_zero else self.steps - 1
 
     def stein_diff(self) -> SteinDiff | None:
         if not self.stein:

@@ -55,7 +55,7 @@ import torch
 
 from .diagnostics.ground_truth import DiagnosticOptions
 from .errors import ParameterError, check_finite
-from .guidance.erk import ErkGuid
+from .guidance.erk import ErkGuid, default_erk_con
 from .guidance.stein import SteinDiff
 from .models.base import CallableDenoiser
 from .sampler import integrate
@@ -69,7 +69,7 @@ Result = torch.Tensor | tuple[torch.Tensor, Trace]
 def sample_euler(model: Callable[..., torch.Tensor], x: torch.Tensor, sigmas: torch.Tensor, extra_args: dict | None = None,
                  callback: Callback | None = None, disable: bool | None = None, s_churn: float = 0.0,
                  s_tmin: float = 0.0, s_tmax: float = float("inf"), s_noise: float = 1.0, *, erk_guid: float | None = None,
-                 erk_con: float = 0.5, diagnostics: bool | DiagnosticOptions = True, eig: bool = False,
+                 erk_con: float | None = None, diagnostics: bool | DiagnosticOptions = True, eig: bool = False,
                  lte_ref: bool = False, lipschitz: bool = False, stein: SteinDiff | None = None, seed: int = 0,
                  trace: list | None = None, return_trace: bool = False) -> Result:  # fmt: skip
     """k-diffusion's ``sample_euler`` (s_churn = 0): x_{i+1} = x_i + h f(x_i; σ_i), stiffviz's ``euler``."""
@@ -79,7 +79,7 @@ def sample_euler(model: Callable[..., torch.Tensor], x: torch.Tensor, sigmas: to
 def sample_heun(model: Callable[..., torch.Tensor], x: torch.Tensor, sigmas: torch.Tensor, extra_args: dict | None = None,
                 callback: Callback | None = None, disable: bool | None = None, s_churn: float = 0.0,
                 s_tmin: float = 0.0, s_tmax: float = float("inf"), s_noise: float = 1.0, *, erk_guid: float | None = None,
-                erk_con: float = 0.5, diagnostics: bool | DiagnosticOptions = True, eig: bool = False,
+                erk_con: float | None = None, diagnostics: bool | DiagnosticOptions = True, eig: bool = False,
                 lte_ref: bool = False, lipschitz: bool = False, stein: SteinDiff | None = None, seed: int = 0,
                 trace: list | None = None, return_trace: bool = False) -> Result:  # fmt: skip
     """k-diffusion's ``sample_heun`` (s_churn = 0): EDM Heun, Euler to σ = 0; stiffviz's ``heun``."""
@@ -89,7 +89,7 @@ def sample_heun(model: Callable[..., torch.Tensor], x: torch.Tensor, sigmas: tor
 def sample_dpm_2(model: Callable[..., torch.Tensor], x: torch.Tensor, sigmas: torch.Tensor, extra_args: dict | None = None,
                  callback: Callback | None = None, disable: bool | None = None, s_churn: float = 0.0,
                  s_tmin: float = 0.0, s_tmax: float = float("inf"), s_noise: float = 1.0, *, erk_guid: float | None = None,
-                 erk_con: float = 0.5, diagnostics: bool | DiagnosticOptions = True, eig: bool = False,
+                 erk_con: float | None = None, diagnostics: bool | DiagnosticOptions = True, eig: bool = False,
                  lte_ref: bool = False, lipschitz: bool = False, stein: SteinDiff | None = None, seed: int = 0,
                  trace: list | None = None, return_trace: bool = False) -> Result:  # fmt: skip
     """k-diffusion's ``sample_dpm_2`` (s_churn = 0): DPM-Solver-2 with σ_mid = √(σ_i σ_{i+1}); stiffviz's ``dpm2``."""
@@ -98,7 +98,7 @@ def sample_dpm_2(model: Callable[..., torch.Tensor], x: torch.Tensor, sigmas: to
 
 def sample_dpmpp_2m(model: Callable[..., torch.Tensor], x: torch.Tensor, sigmas: torch.Tensor, extra_args: dict | None = None,
                     callback: Callback | None = None, disable: bool | None = None, *, erk_guid: float | None = None,
-                    erk_con: float = 0.5, diagnostics: bool | DiagnosticOptions = True, eig: bool = False,
+                    erk_con: float | None = None, diagnostics: bool | DiagnosticOptions = True, eig: bool = False,
                     lte_ref: bool = False, lipschitz: bool = False, stein: SteinDiff | None = None, seed: int = 0,
                     trace: list | None = None, return_trace: bool = False) -> Result:  # fmt: skip
     """k-diffusion's ``sample_dpmpp_2m``: DPM-Solver++(2M), first order on step 0; stiffviz's ``dpmpp2m``."""
@@ -154,7 +154,7 @@ def _name(model) -> str:
 
 def _run(solver: str, sampler: str, *, model: Callable[..., torch.Tensor], x: torch.Tensor, sigmas,
          extra_args: dict | None, callback: Callback | None, disable: bool | None, erk_guid: float | None,
-         erk_con: float, diagnostics: bool | DiagnosticOptions, eig: bool, lte_ref: bool, lipschitz: bool,
+         erk_con: float | None, diagnostics: bool | DiagnosticOptions, eig: bool, lte_ref: bool, lipschitz: bool,
          stein: SteinDiff | None, seed: int, trace: list | None, return_trace: bool, s_churn: float = 0.0,
          **churn_settings) -> Result:  # fmt: skip
     """Integrate with stiffviz's ``solver``, adapting k-diffusion's model, callback and progress bar.
@@ -163,6 +163,7 @@ def _run(solver: str, sampler: str, *, model: Callable[..., torch.Tensor], x: to
     """
     _refuse_churn(s_churn)
     grid = _check(x, sigmas, stein, trace, seed)
+    erk_con = default_erk_con(len(grid) - 1) if erk_con is None else erk_con  # the authors' w_con by steps
     erk = ErkGuid(erk_guid, erk_con) if erk_guid is not None else None
     options = _options(diagnostics, eig, lte_ref, lipschitz)
     denoise = CallableDenoiser(model, tuple(x.shape[1:]), extra_args=extra_args)

@@ -149,3 +149,19 @@ def test_without_denoise_to_zero_the_grid_ends_at_sigma_min_and_the_last_step_is
     assert trace.summary["nfe"] == 2 * (STEPS - 1)
     first = 0 if solver == "dpm2" else 1
     assert [s["i"] for s in trace.steps if "erk_active" in s] == list(range(first, STEPS - 1))
+
+
+def test_kdiffusion_drop_ins_take_w_con_by_the_steps_of_sigmas():
+    from stiffviz.kdiffusion import sample_heun
+
+    model = load_model("tree")
+    D = lambda x, sigma: model(x, sigma[0].item())  # noqa: E731
+    for steps, w_con in ((8, 0.1), (12, 0.3)):
+        sigmas = karras(steps)  # steps + 1 levels, the last 0: k-diffusion's convention
+        x0 = sigmas[0] * torch.randn((BATCH, 2), generator=torch.Generator().manual_seed(SEED), dtype=torch.float64)
+        traces: list = []
+        x = sample_heun(D, x0, sigmas, disable=True, erk_guid=1.0, trace=traces)
+        with torch.no_grad():
+            expected = reference_run("heun", guided_denoiser(model, None, 1.0, 1.0), sigmas, x0, 1.0, w_con)
+        assert traces[0].config["erk_con"] == w_con
+        assert torch.allclose(x, expected, rtol=1e-8, atol=1e-10)
