@@ -151,3 +151,87 @@ def test_bad_input_names_the_parameter():
         contractivity(*args, 1.0, 0.5, [1.0, 0.5])
     with pytest.raises(ParameterError, match="sigma_next"):
         contractivity(*args, 1.0, 1.5, [0.0, 1.0])
+
+
+# ---------------------------------------------------------------- the app's view and the report
+def _heun_step(model, sigma: float, sigma_next: float):
+    """A Heun step written out here, on the model's own denoiser: x^E = x + h f(x), x + h (f(x) + f(x^E))/2."""
+    def drift(y, s):
+        return (y - model(y, s)) / s
+
+    def step(x):
+        h = sigma_next - sigma
+        f0 = drift(x, sigma)
+        return x + h * (f0 + drift(x + h * f0, sigma_next)) / 2
+
+    return step
+
+
+@pytest.fixture(scope="module")
+def stein_session():
+    from stiffviz.app import ui
+    from stiffviz.app.live import Session
+    from stiffviz.app.requests import DEFAULTS, INPUTS
+
+    values = DEFAULTS | dict(model="tree", solver="heun", steps=4, batch=48, erk_on=False, stein_on=True,
+                             compare=False, eig=False, lipschitz=False)  # fmt: skip
+    (*_, last) = ui.run(*[values[name] for name in INPUTS], "step")
+    sessions = [out for out in last if isinstance(out, Session)]
+    assert sessions, f"the run did not finish: {last[0]}"
+    return sessions[0]
+
+
+def test_app_view_draws_the_curve_of_the_recorded_states(stein_session):
+    """The handler's median line at each γ equals the median over the kept states of the largest singular
+    value of (1 − γ) I + γ A, with A from central differences of a separately written Heun step."""
+    from stiffviz.app import ui
+
+    (run,) = stein_session.runs.values()
+    k = 1
+    record = run.trace.steps[k]
+    figure = ui.show_contractivity(stein_session, k)
+    (median,) = [t for t in figure.data if t.name == "median L(γ)"]
+    gammas, shown = np.array(median.x, dtype=float), np.array(median.y, dtype=float)
+    model = load_model("tree")
+    step = _heun_step(model, record["sigma"], record["sigma_next"])
+    x, eps = run.states[k].to(torch.float64), 1e-5
+    columns = []
+    for j in range(2):
+        e = torch.zeros_like(x)
+        e[:, j] = eps
+        columns.append((step(x + e) - step(x - e)) / (2 * eps))
+    a = torch.stack(columns, dim=-1).numpy()  # (B, 2, 2), column j = ∂T/∂x_j
+    for g, value in list(zip(gammas, shown))[::10]:
+        expected = np.median([np.linalg.svd((1 - g) * np.eye(2) + g * a_b, compute_uv=False)[0] for a_b in a])
+        assert value == pytest.approx(expected, rel=1e-3)
+    annotations = " ".join(a.text for a in figure.layout.annotations)
+    assert f"γ raw = {record['stein_gamma_raw']:.3g}" in annotations
+    assert f"γ applied = {record['stein_gamma']:.3g}" in annotations
+    assert gammas[-1] >= min(record["stein_gamma_raw"], 1000.0)  # the axis reaches the raw γ
+
+
+def test_app_view_refuses_what_it_cannot_draw(stein_session):
+    from stiffviz.app import ui
+
+    last = len(next(iter(stein_session.runs.values())).trace.steps) - 1
+    with pytest.raises(ui.gr.Error, match=r"step: SteinDiff acted at steps 0…2 of this run, not at step 3"):
+        ui.show_contractivity(stein_session, last)  # the step to σ = 0 is never relaxed
+    with pytest.raises(ui.gr.Error, match="step: run the sampler first"):
+        ui.show_contractivity(None, 1)
+    with pytest.raises(ui.gr.Error, match="step: must be an integer"):
+        ui.show_contractivity(stein_session, 99)
+
+
+def test_report_has_the_contractivity_figure_of_a_stein_run(stein_session, tmp_path):
+    from stiffviz.app.report import RunResult, html_report, write_exports
+
+    model = load_model("tree")
+    paths = write_exports(stein_session.runs, tmp_path, model)
+    report = paths[-1].read_text(encoding="utf-8")
+    (run,) = stein_session.runs.values()
+    raws = [s.get("stein_gamma_raw", -math.inf) for s in run.trace.steps]
+    k = int(np.argmax(raws))
+    assert "SteinDiff: contractivity of the step with the largest raw γ" in report
+    assert f"step {k}, σ {run.trace.steps[k]['sigma']:.3g}" in report
+    plain = {"run": RunResult(run.trace, run.samples)}  # no kept states: no figure
+    assert "SteinDiff: contractivity" not in html_report(plain, model)

@@ -5,8 +5,9 @@ A run is a label (e.g. "guidance on") mapped to anything with ``trace``, ``sampl
 is self-contained: plotly.js is inlined once, images are PNG data URIs, so it opens offline.
 It shows the settings, how each run ended, a summary table, every chart of
 :data:`stiffviz.app.plots.CHARTS` that has data (runs overlaid), each run's stability region and
-its final samples. Nothing here computes mathematics; the figures come from ``plots`` and
-``render``.
+its final samples; for a run with SteinDiff and kept states (the app's runs), the contractivity
+figure of its step with the largest raw γ (:mod:`stiffviz.app.contractivity`, which computes it).
+Nothing else here computes mathematics; the figures come from ``plots`` and ``render``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import plotly.graph_objects as go
 import torch
 from PIL import Image
 
+from . import contractivity
 from .plots import CHARTS, TEMPLATE, stability_figure, trace_figure
 from .render import image_grid, particle_figure
 from ..trace import Trace
@@ -241,6 +243,11 @@ def html_report(runs: Mapping[str, RunLike], model=None, x_axis: str = "step") -
                                     "<h2>Status</h2>", status_lines(runs), "<h2>Summary</h2>", summary_table(runs),
                                     "<h2>Diagnostics</h2>"]  # fmt: skip
     parts += [trace_figure(chart, traces, x_axis) for chart in charts]
+    figure = contractivity.report_figure(runs, model)
+    if figure is not None:
+        parts += ["<h2>SteinDiff: contractivity of the step with the largest raw γ</h2>",
+                  "<p>L(γ) = ‖(1 − γ) I + γ ∂T/∂x‖₂ of the relaxed step x − γ (x − T(x)) over the kept samples; "
+                  "the step contracts where L &lt; 1.</p>", figure]  # fmt: skip
     parts.append("<h2>Stability regions</h2>")
     parts += [_stability_part(label, t) for label, t in traces.items() if "solver" in t.config]
     parts.append("<h2>Final samples</h2>")

@@ -24,7 +24,7 @@ from ..config import MODEL_SCHEDULE
 from ..errors import ParameterError
 from ..models import list_models, load_model
 from ..solvers import SOLVERS
-from . import api, frames, sessions
+from . import api, contractivity, frames, sessions
 from .cost import admit, cost_note, timing_for
 from .frames import OUTPUT_COUNT, X_AXES
 from .learn import build_learn_tab
@@ -143,6 +143,18 @@ def redraw(session: Session | None, x_axis: str) -> list:
     return frames.charts(session, x_axis)
 
 
+def show_contractivity(session: Session | None, step: Any, user: UserData | None = None) -> Any:
+    """The contractivity view (display-only): L(γ) = ‖(1 − γ) I + γ ∂T/∂x‖₂ of SteinDiff step ``step``
+    of the session's SteinDiff run, against γ, with the run's raw, applied and oracle γ marked
+    (:mod:`stiffviz.app.contractivity`). Before a finished run, without SteinDiff, or at a step where
+    SteinDiff did not act, a :class:`gr.Error` names the step."""
+    if session is None or not session.runs or not session.done:
+        raise gr.Error(f"step: {NO_RUN_YET} there is no SteinDiff step to show yet.", print_exception=False)
+    k = _checked(number, "step", step, 0, session.steps_done, True, " (the recorded steps)")
+    model = lookup(user, _model)(session.request.model)
+    return _checked(contractivity.view, session.runs, model, k)
+
+
 def export(session: Session | None, request: gr.Request | None = None, user: UserData | None = None) -> Any:
     """The export button: trace JSON and CSV, samples and an HTML report of every finished run, in the
     session's own folder (its earlier export replaced; deleted when the session ends, see :mod:`.sessions`)."""
@@ -258,6 +270,12 @@ def build_app(*server_models: str) -> gr.Blocks:
                             charts += [gr.Plot(label=name, elem_id=f"chart-{name}") for name in names[row:row + 2]]
                     *charts, stability = charts
                     results = gr.Dataframe(label="results", interactive=False, elem_id="results")
+                    with gr.Accordion("SteinDiff: contractivity of a step (L against γ)", open=False):
+                        with gr.Row():
+                            stein_step = gr.Slider(0, default_limits.max_steps, value=0, step=1,
+                                                   label="SteinDiff step", elem_id="contractivity-step")  # fmt: skip
+                            stein_draw = gr.Button("Draw", elem_id="contractivity-button")
+                        stein_view = gr.Plot(label="contractivity", elem_id="contractivity")
                     export_button = gr.Button("Export trace, samples and HTML report", elem_id="export-button")
                     files = gr.File(label="downloads", file_count="multiple", elem_id="downloads")
         with gr.Tab("Learn"):
@@ -286,6 +304,10 @@ def build_app(*server_models: str) -> gr.Blocks:
                    api_name="scrub", trigger_mode="always_last", preprocess=False)  # fmt: skip
         x_axis.change(redraw, [session, x_axis], charts, api_name="redraw", preprocess=False)
         export_button.click(export, [session, user], files, api_name="export")
+        stein_draw.click(show_contractivity, [session, stein_step, user], stein_view, api_name="contractivity",
+                         preprocess=False)  # fmt: skip
+        stein_step.release(show_contractivity, [session, stein_step, user], stein_view, api_name=False,
+                           preprocess=False)  # fmt: skip
         model_outputs = [c[name] for name in ("cls", "cfg", "autoguidance", "steps", "batch", "eig", "prompt",
                                               "negative_prompt", "schedule")] + [limits_note]  # fmt: skip
         c["model"].change(functools.partial(on_model_change, models=models), [c["model"], c["schedule"], user],
