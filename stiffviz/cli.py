@@ -96,6 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+    n_ = p.add_argument_group("stochastic sampling (docs/math.md §11; --solver euler_ancestral brings its own noise)")
+    n_.add_argument("--churn", type=float, default=DEFAULTS.churn, help="EDM's S_churn: γ_i = min(S_churn/N, √2 − 1)")
+    n_.add_argument("--s-tmin", type=float, default=DEFAULTS.s_tmin, help="churn acts for σ_i ≥ S_tmin")
+    n_.add_argument("--s-tmax", type=float, default=None, help="churn acts for σ_i ≤ S_tmax (default: no limit)")
+    n_.add_argument("--s-noise", type=float, default=DEFAULTS.s_noise, help="scale S_noise of the injected noise")
 def _class_value(text: str | None):
     return int(text) if text is not None and text.lstrip("-").isdigit() else text
 
@@ -117,7 +122,8 @@ def format_summary(trace: Trace, quality: dict) -> str:
     columns = ["stiffness", "stiffness_z", "lte"] + [f for f in ("lte_ref", "eig_max", "align_cos_true", "lipschitz")
                                                        if f in trace.fields()]  # fmt: skip
     medians = {name: trace.step_median(name) for name in columns}
-    batch_fields = [f for f in ("stein_gamma", "stein_gamma_raw", "stein_gamma_oracle") if f in trace.fields()]
+    batch_fields = [f for f in ("stein_gamma", "stein_gamma_raw", "stein_gamma_oracle", "sigma_hat", "sigma_down", "sigma_up")
+                    if f in trace.fields()]  # fmt: skip
     headers = {"stiffness_z": "z", "align_cos_true": "cos(e,v1)", "stein_gamma_raw": "gamma_raw",
                "stein_gamma_oracle": "gamma*", "stein_gamma": "gamma"}  # fmt: skip
     lines.append(f"{'step':>4} {'sigma':>10} {'sigma_next':>10} {'nfe':>5} "
@@ -159,6 +165,7 @@ def run_sample(args: argparse.Namespace) -> int:
         apply_threads(args.threads)
     model = load_model(args.model, device=args.device)
     start = time.perf_counter()
+        churn=args.churn, s_tmin=args.s_tmin, s_tmax=args.s_tmax, s_noise=args.s_noise,
     samples, trace = sample(model, **settings)
     wall = time.perf_counter() - start
     quality = quality_report(model, samples, settings["cls"], args.seed) if args.metrics and trace.status == "ok" else {}

@@ -14,6 +14,7 @@ from .guidance.stein import SteinDiff
 from .paths import PATHS
 from .schedules import SCHEDULES, explicit_levels
 
+from .stochastic import Stochastic, check_combination
 MODEL_SCHEDULE = "model"  # the model's own scheduler grid (diffusers models: ``model.model_sigmas``)
 from .solvers import SOLVERS
 
@@ -67,6 +68,11 @@ class SampleConfig(DiagnosticOptions):
     dtype: str = "float32"
     device: str | None = None
     # The diagnostics' switches are inherited from DiagnosticOptions; SteinDiff (docs/math.md §5):
+    # Stochastic sampling (docs/math.md §11): EDM's churn S_churn, acting for σ_i in [s_tmin, s_tmax], noise scale s_noise
+    churn: float = 0.0
+    s_tmin: float = 0.0
+    s_tmax: float | None = None  # None: no upper limit
+    s_noise: float = 1.0
     stein: bool = False
     stein_probes: int = 5
     stein_gamma_min: float = 1.0
@@ -119,6 +125,8 @@ class SampleConfig(DiagnosticOptions):
         return ErkGuid(self.erk_guid, self.erk_con_used) if self.erk_guid is not None else None
 
     @property
+        noise = self.stochastic()
+        check_combination(noise.churn > 0 or self.solver == "euler_ancestral", self.erk_guid is not None, self.path or "edm")
     def erk_con_used(self) -> float:
         """``erk_con``, or the authors' w_con for ``steps`` when it is None."""
         return default_erk_con(self.solver_steps) if self.erk_con is None else self.erk_con
@@ -140,6 +148,11 @@ class SampleConfig(DiagnosticOptions):
     @property
     def torch_dtype(self) -> torch.dtype:
         return DTYPES[self.dtype]
+    def stochastic(self) -> Stochastic:
+        """The churn settings (validated); ``euler_ancestral`` brings its own noise."""
+        s_tmax = math.inf if self.s_tmax is None else self.s_tmax
+        return Stochastic(self.churn, self.s_tmin, s_tmax, self.s_noise)
+
 
     def to_dict(self) -> dict:
         """The settings, with ``erk_con`` the value used."""

@@ -1,10 +1,10 @@
 """Drop-in replacements for k-diffusion's deterministic samplers that record stiffviz's diagnostics.
 
-``sample_euler``, ``sample_heun``, ``sample_dpm_2`` and ``sample_dpmpp_2m`` take the same
-arguments as the functions of the same name in ``k_diffusion.sampling`` and, with guidance
-off, return the same state (the same solvers, docs/math.md §2: Euler, EDM Heun,
-DPM-Solver-2 with σ_mid = √(σ_i σ_{i+1}), DPM-Solver++(2M); each the Euler step x = D to
-σ = 0). They run :func:`stiffviz.sampler.integrate`, so every step also gets the cheap
+``sample_euler``, ``sample_heun``, ``sample_dpm_2``, ``sample_dpmpp_2m`` and
+``sample_euler_ancestral`` take the same arguments as the functions of the same name in
+``k_diffusion.sampling`` and, with guidance off and the same noise, return the same state (the
+same solvers, docs/math.md §2: Euler, EDM Heun, DPM-Solver-2 with σ_mid = √(σ_i σ_{i+1}),
+DPM-Solver++(2M); each the Euler step x = D to σ = 0; EDM's churn and Euler ancestral, §11). They run :func:`stiffviz.sampler.integrate`, so every step also gets the cheap
 diagnostics (secant stiffness ρ̂, z = hρ̂, the embedded error ‖e‖, docs/math.md §3) and,
 on request, the costly ones and ERK-Guid (docs/math.md §4) or SteinDiff (§5)::
 
@@ -24,12 +24,17 @@ differ at float32 rounding of those coefficients (relative ~1e-7). A run whose s
 non-finite stops there with a warning and returns the last finite state (k-diffusion returns
 the non-finite one); the trace says at which step.
 
-Stochastic churn is not supported yet: ``s_churn`` must be 0 (ParameterError otherwise),
-and ``s_tmin``, ``s_tmax``, ``s_noise`` (which act only through churn) are accepted and unused.
+**Noise.** ``s_churn`` > 0 (Euler, Heun, DPM-Solver-2) and ``sample_euler_ancestral`` draw
+ε from ``noise_sampler(σ_i, σ_{i+1})``, k-diffusion's convention (a keyword of every drop-in
+here; k-diffusion's ``sample_heun`` has none). Its default is not k-diffusion's global
+``torch.randn_like``: a generator seeded with ``seed + stiffviz.stochastic.NOISE_SEED_OFFSET``
+draws on the CPU, so ``seed`` alone reproduces a run; on the CPU,
+``torch.manual_seed(seed + NOISE_SEED_OFFSET)`` before k-diffusion's sampler gives it the same ε
+(churn draws on every step, as k-diffusion does). ERK-Guid is refused with noise (docs/math.md §11).
 
 **Callback.** ``callback`` receives k-diffusion's dict once per step,
 ``{'x': x_i (the state at σ_i before the step), 'i': i, 'sigma': sigmas[i],
-'sigma_hat': sigmas[i], 'denoised': D(x_i; σ_i)}``, plus ``'diagnostics'``: the step's trace
+'sigma_hat': sigmas[i], 'denoised': D(x_i; σ_i)}`` (with churn, x̂_i, σ̂_i and D(x̂_i; σ̂_i)), plus ``'diagnostics'``: the step's trace
 record (``stiffness``, ``stiffness_z``, ``lte``, ... as numpy arrays per sample; see
 :mod:`stiffviz.trace`). Because the diagnostics exist only once the step is computed, the
 callback runs after step i (k-diffusion calls it in the middle of the step); its values are
@@ -54,12 +59,13 @@ from typing import Any, Callable
 import torch
 
 from .diagnostics.ground_truth import DiagnosticOptions
-from .errors import ParameterError, check_finite
+from .errors import ParameterError
 from .guidance.erk import ErkGuid, default_erk_con
 from .guidance.stein import SteinDiff
 from .models.base import CallableDenoiser
 from .sampler import integrate
-from .solvers import get_solver
+from .solvers import AncestralEuler, get_solver
+from .stochastic import NoiseSampler, Stochastic, noise_injection
 from .trace import Trace
 
 Callback = Callable[[dict], Any]
@@ -71,8 +77,9 @@ def sample_euler(model: Callable[..., torch.Tensor], x: torch.Tensor, sigmas: to
                  s_tmin: float = 0.0, s_tmax: float = float("inf"), s_noise: float = 1.0, *, erk_guid: float | None = None,
                  erk_con: float | None = None, diagnostics: bool | DiagnosticOptions = True, eig: bool = False,
                  lte_ref: bool = False, lipschitz: bool = False, stein: SteinDiff | None = None, seed: int = 0,
-                 trace: list | None = None, return_trace: bool = False) -> Result:  # fmt: skip
-    """k-diffusion's ``sample_euler`` (s_churn = 0): x_{i+1} = x_i + h f(x_i; σ_i), stiffviz's ``euler``."""
+                 noise_sampler: NoiseSampler | None = None, trace: list | None = None,
+                 return_trace: bool = False) -> Result:  # fmt: skip
+    """k-diffusion's ``sample_euler``: x_{i+1} = x_i + h f(x_i; σ_i), stiffviz's ``euler`` (with churn from σ̂_i)."""
     return _run("euler", "sample_euler", **locals())
 
 
@@ -81,8 +88,9 @@ def sample_heun(model: Callable[..., torch.Tensor], x: torch.Tensor, sigmas: tor
                 s_tmin: float = 0.0, s_tmax: float = float("inf"), s_noise: float = 1.0, *, erk_guid: float | None = None,
                 erk_con: float | None = None, diagnostics: bool | DiagnosticOptions = True, eig: bool = False,
                 lte_ref: bool = False, lipschitz: bool = False, stein: SteinDiff | None = None, seed: int = 0,
-                trace: list | None = None, return_trace: bool = False) -> Result:  # fmt: skip
-    """k-diffusion's ``sample_heun`` (s_churn = 0): EDM Heun, Euler to σ = 0; stiffviz's ``heun``."""
+                noise_sampler: NoiseSampler | None = None, trace: list | None = None,
+                return_trace: bool = False) -> Result:  # fmt: skip
+    """k-diffusion's ``sample_heun``: EDM Heun, Euler to σ = 0, stiffviz's ``heun``; with churn EDM's Algorithm 2."""
     return _run("heun", "sample_heun", **locals())
 
 
@@ -91,8 +99,9 @@ def sample_dpm_2(model: Callable[..., torch.Tensor], x: torch.Tensor, sigmas: to
                  s_tmin: float = 0.0, s_tmax: float = float("inf"), s_noise: float = 1.0, *, erk_guid: float | None = None,
                  erk_con: float | None = None, diagnostics: bool | DiagnosticOptions = True, eig: bool = False,
                  lte_ref: bool = False, lipschitz: bool = False, stein: SteinDiff | None = None, seed: int = 0,
-                 trace: list | None = None, return_trace: bool = False) -> Result:  # fmt: skip
-    """k-diffusion's ``sample_dpm_2`` (s_churn = 0): DPM-Solver-2 with σ_mid = √(σ_i σ_{i+1}); stiffviz's ``dpm2``."""
+                 noise_sampler: NoiseSampler | None = None, trace: list | None = None,
+                 return_trace: bool = False) -> Result:  # fmt: skip
+    """k-diffusion's ``sample_dpm_2``: DPM-Solver-2 with σ_mid = √(σ_i σ_{i+1}), stiffviz's ``dpm2`` (with churn from σ̂_i)."""
     return _run("dpm2", "sample_dpm_2", **locals())
 
 
@@ -105,10 +114,15 @@ def sample_dpmpp_2m(model: Callable[..., torch.Tensor], x: torch.Tensor, sigmas:
     return _run("dpmpp2m", "sample_dpmpp_2m", **locals())
 
 
-def _refuse_churn(s_churn: float) -> None:
-    if check_finite("s_churn", s_churn) != 0.0:
-        raise ParameterError("s_churn", f"must be 0: stochastic churn is not supported yet by stiffviz.kdiffusion "
-                                        f"(use k_diffusion.sampling itself for churn), got {s_churn}")  # fmt: skip
+def sample_euler_ancestral(model: Callable[..., torch.Tensor], x: torch.Tensor, sigmas: torch.Tensor,
+                           extra_args: dict | None = None, callback: Callback | None = None, disable: bool | None = None,
+                           eta: float = 1.0, s_noise: float = 1.0, noise_sampler: NoiseSampler | None = None, *,
+                           diagnostics: bool | DiagnosticOptions = True, eig: bool = False, lte_ref: bool = False,
+                           lipschitz: bool = False, stein: SteinDiff | None = None, seed: int = 0,
+                           trace: list | None = None, return_trace: bool = False) -> Result:  # fmt: skip
+    """k-diffusion's ``sample_euler_ancestral``: Euler from σ_i to σ_down, then σ_up·s_noise·ε up to
+    σ_{i+1} (docs/math.md §11); stiffviz's ``euler_ancestral`` with η = ``eta``."""
+    return _run(AncestralEuler(eta), "sample_euler_ancestral", erk_guid=None, erk_con=None, **locals())
 
 
 def _options(diagnostics: bool | DiagnosticOptions, eig: bool, lte_ref: bool, lipschitz: bool) -> DiagnosticOptions:
@@ -152,33 +166,39 @@ def _name(model) -> str:
     return str(getattr(model, "name", None) or getattr(model, "__name__", None) or type(model).__name__)
 
 
-def _run(solver: str, sampler: str, *, model: Callable[..., torch.Tensor], x: torch.Tensor, sigmas,
+def _run(solver: str | AncestralEuler, sampler: str, *, model: Callable[..., torch.Tensor], x: torch.Tensor, sigmas,
          extra_args: dict | None, callback: Callback | None, disable: bool | None, erk_guid: float | None,
          erk_con: float | None, diagnostics: bool | DiagnosticOptions, eig: bool, lte_ref: bool, lipschitz: bool,
-         stein: SteinDiff | None, seed: int, trace: list | None, return_trace: bool, s_churn: float = 0.0,
-         **churn_settings) -> Result:  # fmt: skip
-    """Integrate with stiffviz's ``solver``, adapting k-diffusion's model, callback and progress bar.
-
-    Takes the drop-in's arguments by name; ``churn_settings`` (s_tmin, s_tmax, s_noise) act only with churn.
-    """
-    _refuse_churn(s_churn)
+         stein: SteinDiff | None, seed: int, trace: list | None, return_trace: bool, noise_sampler: NoiseSampler | None = None,
+         s_churn: float = 0.0, s_tmin: float = 0.0, s_tmax: float = float("inf"), s_noise: float = 1.0,
+         eta: float = 0.0) -> Result:  # fmt: skip
+    """Integrate with stiffviz's ``solver`` (a name, or the ancestral solver), adapting k-diffusion's
+    model, callback, noise sampler and progress bar. Takes the drop-in's arguments by name."""
     grid = _check(x, sigmas, stein, trace, seed)
+    solver = get_solver(solver) if isinstance(solver, str) else solver
+    try:
+        churn = Stochastic(s_churn, s_tmin, s_tmax, s_noise)
+    except ParameterError as err:  # k-diffusion's name for S_churn
+        raise ParameterError("s_churn", str(err).removeprefix("churn: ")) if err.parameter == "churn" else err
+    noise = noise_injection(churn, solver, len(grid) - 1, x, seed, noise_sampler)
     erk_con = default_erk_con(len(grid) - 1) if erk_con is None else erk_con  # the authors' w_con by steps
     erk = ErkGuid(erk_guid, erk_con) if erk_guid is not None else None
     options = _options(diagnostics, eig, lte_ref, lipschitz)
     denoise = CallableDenoiser(model, tuple(x.shape[1:]), extra_args=extra_args)
     config = {"sampler": f"stiffviz.kdiffusion.{sampler}", "model": _name(model),
-              "solver": solver, "steps": len(grid) - 1, "batch": x.shape[0], "shape": list(x.shape[1:]), "seed": seed,
+              "solver": solver.name, "steps": len(grid) - 1, "batch": x.shape[0], "shape": list(x.shape[1:]), "seed": seed,
               "schedule": "custom", "path": "edm", "dtype": str(x.dtype).removeprefix("torch."), "device": str(x.device),
               "erk_guid": erk_guid, "erk_con": erk_con, "stein": stein is not None,
-              "stein_settings": None if stein is None else asdict(stein), **asdict(options)}  # fmt: skip
+              "stein_settings": None if stein is None else asdict(stein), **asdict(options),
+              "churn": s_churn, "s_tmin": s_tmin, "s_tmax": s_tmax, "s_noise": s_noise, "eta": eta}  # fmt: skip
     bar = _progress_bar(len(grid) - 1, disable)
     before = [x]  # the state at σ_i before step i
 
     def on_step(record: dict, x_next: torch.Tensor, denoised: torch.Tensor) -> None:
         i = record["i"]
         if callback is not None:
-            callback({"x": before[0], "i": i, "sigma": sigmas[i], "sigma_hat": sigmas[i], "denoised": denoised,
+            start = (noise.x_hat, record.get("sigma_hat", sigmas[i])) if noise is not None else (before[0], sigmas[i])
+            callback({"x": start[0], "i": i, "sigma": sigmas[i], "sigma_hat": start[1], "denoised": denoised,
                       "diagnostics": record})  # fmt: skip
         before[0] = x_next
         if bar is not None:
@@ -186,8 +206,8 @@ def _run(solver: str, sampler: str, *, model: Callable[..., torch.Tensor], x: to
 
     try:
         with torch.no_grad():
-            out, run = integrate(denoise, grid, x, get_solver(solver), erk=erk, diagnostics=options, on_step=on_step,
-                                 config=config, stein=stein, seed=seed)  # fmt: skip
+            out, run = integrate(denoise, grid, x, solver, erk=erk, diagnostics=options, on_step=on_step,
+                                 config=config, stein=stein, seed=seed, noise=noise)  # fmt: skip
     finally:
         if bar is not None:
             bar.close()

@@ -10,6 +10,9 @@ Per step i, from σ_i to σ_{i+1}:
 5. the optional ground-truth diagnostics (eigenpairs, reference LTE, Lipschitz, oracle γ);
 6. hand the record, the new state and the denoised estimate to ``on_step``.
 A non-finite state stops the loop with status "diverged"; the trace keeps every step so far.
+A stochastic run (EDM's churn, ``euler_ancestral``; docs/math.md §11) starts the step at
+(x̂_i, σ̂_i) before 1., or ends it at σ_down and adds σ_up of fresh noise after 5.; every
+diagnostic describes the deterministic step in between.
 
 Other Gaussian paths (``path``: vp, flow; :mod:`stiffviz.paths`) run through the same loop with the
 path's time t in σ's place and the path denoiser D̃(x, t) = x − t·f(x, t). Flow-matching models
@@ -40,6 +43,7 @@ from .schedules import explicit_grid, explicit_levels
 from .solvers import Solver, Stage, StepResult, get_solver
 from .solvers.base import Evaluator
 from .trace import Trace
+from .stochastic import NoiseInjection, Stochastic, check_combination, noise_injection
 
 OnStep = Callable[[dict, torch.Tensor, torch.Tensor], None]
 DenoiseFn = Callable[[torch.Tensor, float], torch.Tensor]
@@ -78,11 +82,14 @@ def integrate(
     seed: int = 0,
     reference: Callable[[int, torch.Generator], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, Trace]:
+    noise: Stochastic | NoiseInjection | None = None,
     """Integrate dx/dσ = (x − D(x; σ))/σ along ``sigmas`` (decreasing, ≥ 0) from state ``x``.
 
     ``diagnostics`` is a :class:`DiagnosticOptions` (``True``/``False``: the cheap ones on/off);
-    ``reference(n, generator)`` draws clean samples for the SteinDiff oracle. Returns the final
-    state (the last finite one if the run diverged) and the trace.
+    ``reference(n, generator)`` draws clean samples for the SteinDiff oracle. ``noise`` is EDM's
+    churn, ``solver.eta`` (``euler_ancestral``) the ancestral noise, both drawn from a generator
+    seeded from ``seed`` (or a prepared :class:`NoiseInjection` with its own ε; docs/math.md §11).
+    Returns the final state (the last finite one if the run diverged) and the trace.
     """
     sig = [float(s) for s in sigmas]
     if any(b >= a for a, b in zip(sig, sig[1:])) or sig[-1] < 0:
@@ -97,6 +104,8 @@ def integrate(
     evaluate = Evaluator(denoise)
     history: list[StepResult] = []
     carried: Stage | None = None
+    injection = noise if isinstance(noise, NoiseInjection) else noise_injection(noise, solver, len(sig) - 1, x, seed)
+    check_combination(injection is not None, erk is not None)
     start = time.perf_counter()
     for i, (sigma, sigma_next) in enumerate(zip(sig, sig[1:])):
         record = {"i": i, "sigma": sigma, "sigma_next": sigma_next, "nfe": 0}
@@ -104,13 +113,17 @@ def integrate(
         if stein_here:
             step, u, gamma_raw = _stein_step(evaluate, solver, x, sigma, sigma_next, history, stein, generator)
         elif sigma_next == 0.0:  # Euler to σ = 0: x + (0 − σ)(x − D)/σ = D
+        if injection is not None:  # the deterministic part: from σ̂_i (churn), to σ_down (ancestral)
+            x, sigma, sigma_next = injection.before(record, x, sigma, sigma_next)
+            carried = None if injection.moved else carried
             first = carried or evaluate(x, sigma)
             step = StepResult(first.denoised, None, [first], boundary=2.0)
         else:
             step = solver.step(evaluate, carried or evaluate(x, sigma), sigma_next, history)
         record["stability_boundary"] = step.boundary
         first = step.stages[0]
-        pair = secant_pair(solver.pair, step, history, sigma_next) if (options.diagnostics or erk or options.eig) else None
+        kind = solver.pair if injection is None else injection.pair_kind(solver.pair)
+        pair = secant_pair(kind, step, history, sigma_next) if (options.diagnostics or erk or options.eig) else None
         stiffness = secant_stiffness(pair) if pair is not None else None
         if options.diagnostics:
             _record_cheap(record, step, stiffness, sigma - sigma_next)
@@ -138,6 +151,8 @@ def integrate(
             )
             break
         if on_step is not None:
+        if injection is not None:  # ancestral: + σ_up·S_noise·ε up to σ_{i+1}
+            x_next = injection.after(x_next, record["sigma"], record["sigma_next"])
             on_step(record, x_next, first.denoised)
         history.append(step)
         del history[:-HISTORY_KEPT]
@@ -284,4 +299,5 @@ def sample(model: str | Denoiser = "tree", on_step: OnStep | None = None, **sett
                                  "path": path}  # fmt: skip
     with torch.no_grad():
         return integrate(denoise, sigmas, x, get_solver(config.solver), config.erk(), config.diagnostic_options(),
-                         on_step, record, config.stein_diff(), config.seed, reference)  # fmt: skip
+                         on_step, record, config.stein_diff(), config.seed, reference, config.stochastic())  # fmt: skip
+    check_combination(config.churn > 0 or config.solver == "euler_ancestral", False, path)

@@ -85,23 +85,29 @@ def seeded_noise(x: torch.Tensor, seed: int) -> NoiseSampler:
     return lambda sigma, sigma_next: torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
 
 
-def check_combination(noisy: bool, erk: bool, path: str = "edm") -> None:
+def check_combination(noisy: bool, erk: bool, path: str = "edm", adaptive: bool = False) -> None:
     """Refuse, by name, what a stochastic run does not define: ERK-Guid (no noise-free secant
-    pair) and paths other than ``edm`` (the noise formulas above hold in EDM's coordinates)."""
+    pair), paths other than ``edm`` (the noise formulas above hold in EDM's coordinates) and
+    adaptive steps (a rejected step would keep its injected noise and draw more on the retry)."""
     if noisy and erk:
         raise ParameterError("erk_guid", "must be off with churn > 0 or euler_ancestral: its secant pair would be "
                                          "measured across the injected noise (docs/math.md §11)")  # fmt: skip
     if noisy and path != "edm":
         raise ParameterError("path", f"must be edm with churn > 0 or euler_ancestral (the noise is added in EDM's "
                                      f"coordinates), got {path!r}")  # fmt: skip
+    if noisy and adaptive:
+        raise ParameterError("adaptive", "must be off with churn > 0 or euler_ancestral: the step controller "
+                                         "needs a deterministic step to accept or reject")  # fmt: skip
 
 
 class NoiseInjection:
-    """One run's noise: the churn settings, the ancestral η, the number of steps N and ε's source."""
+    """One run's noise: the churn settings, the ancestral η, the number of steps N and ε's source.
+
+    ``x_hat`` is the state the last step's deterministic part started from (x̂_i, or x_i)."""
 
     def __init__(self, settings: Stochastic, eta: float, steps: int, noise_sampler: NoiseSampler):
         self.settings, self.eta, self.steps, self.draw = settings, eta, steps, noise_sampler
-        self.moved, self.sigma_up = False, 0.0
+        self.moved, self.sigma_up, self.x_hat = False, 0.0, None
 
     def before(self, record: dict, x: torch.Tensor, sigma: float, sigma_next: float) -> tuple[torch.Tensor, float, float]:
         """(x̂_i, σ̂_i, target): the deterministic part's start and end; σ̂, σ_down and σ_up go in ``record``."""
@@ -112,7 +118,7 @@ class NoiseInjection:
             if start != sigma:
                 x = x + eps * (math.sqrt(start**2 - sigma**2) * self.settings.s_noise)
             record["sigma_hat"] = start
-        self.moved = start != sigma
+        self.moved, self.x_hat = start != sigma, x
         target, self.sigma_up = ancestral_step(sigma, sigma_next, self.eta)
         if self.eta > 0.0:
             record["sigma_down"], record["sigma_up"] = target, self.sigma_up
@@ -129,10 +135,12 @@ class NoiseInjection:
         return "within" if self.moved and kind == "lagged" else kind
 
 
-def noise_injection(settings: Stochastic | None, eta: float, steps: int, x: torch.Tensor, seed: int,
+def noise_injection(settings: Stochastic | None, solver, steps: int, x: torch.Tensor, seed: int,
                     noise_sampler: NoiseSampler | None = None) -> NoiseInjection | None:  # fmt: skip
-    """The run's :class:`NoiseInjection`, or None for a deterministic run (no churn, η = 0)."""
-    settings = settings or Stochastic()
+    """The run's :class:`NoiseInjection` for ``steps`` steps from state ``x`` (churn ``settings``, the
+    ancestral η of ``solver.eta``; ε from ``noise_sampler`` or :func:`seeded_noise`), or None for a
+    deterministic run (no churn, η = 0)."""
+    settings, eta = settings or Stochastic(), getattr(solver, "eta", 0.0)
     if settings.churn == 0.0 and eta == 0.0:
         return None
     return NoiseInjection(settings, eta, steps, noise_sampler or seeded_noise(x, seed))

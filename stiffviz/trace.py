@@ -2,7 +2,8 @@
 
 Each step holds ``i``, ``sigma``, ``sigma_next``, the cumulative ``nfe``, the step's
 ``stability_boundary`` and, for the diagnostics that were computed, one value per sample
-(``PER_SAMPLE_FIELDS``) or one per batch (``BATCH_FIELDS``). A diagnostic that was not
+(``PER_SAMPLE_FIELDS``) or one per batch (``BATCH_FIELDS``; among them a stochastic run's
+``sigma_hat`` = σ̂_i of churn and an ancestral step's ``sigma_down``/``sigma_up``, docs/math.md §11). A diagnostic that was not
 computed is absent; in JSON a non-finite number (from a diverging step) is written as null.
 """
 
@@ -27,7 +28,7 @@ PER_SAMPLE_FIELDS = (
     "align_cos_est", "align_cos_true", "align_cos_ref", "align_cos_vhat", "erk_active", "erk_correction",
     "lipschitz",
 )  # fmt: skip
-BATCH_FIELDS = ("stein_gamma", "stein_gamma_raw", "stein_gamma_oracle")
+BATCH_FIELDS = ("stein_gamma", "stein_gamma_raw", "stein_gamma_oracle", "sigma_hat", "sigma_down", "sigma_up")
 
 
 def _json_value(value: Any) -> Any:

@@ -248,10 +248,10 @@ def test_without_tqdm_one_warning_and_no_bar(kd, models, monkeypatch, capsys):
 
 
 @pytest.mark.parametrize("sampler", ["sample_euler", "sample_heun", "sample_dpm_2"])
-def test_churn_is_refused(kd, models, sampler):
+def test_negative_churn_is_refused(kd, models, sampler):
     model, sigmas = models["tree"], _grid(kd, True)
-    with pytest.raises(ParameterError, match="not supported") as error:
-        getattr(skd, sampler)(model, _start(model, sigmas), sigmas, s_churn=0.5, disable=True)
+    with pytest.raises(ParameterError, match=r"\[0, 1000\]") as error:
+        getattr(skd, sampler)(model, _start(model, sigmas), sigmas, s_churn=-0.5, disable=True)
     assert error.value.parameter == "s_churn" and "s_churn" in str(error.value)
 
 

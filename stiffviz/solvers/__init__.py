@@ -1,4 +1,4 @@
-"""Solvers by name: ``euler``, ``heun``, ``bosh3``, ``dpm2``, ``dpmpp2m``, ``deis`` (and ``rk4``)."""
+"""Solvers by name: ``euler``, ``euler_ancestral``, ``heun``, ``bosh3``, ``dpm2``, ``dpmpp2m``, ``deis`` (and ``rk4``)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ from ..errors import ParameterError
 from .base import Solver, Stage, StepResult
 from .deis import DEIS
 from .dpm import DPMSolverPP2M
-from .runge_kutta import RungeKuttaSolver, bosh3, dpm2, euler, heun, rk4, runge_kutta_step
+from .runge_kutta import AncestralEuler, RungeKuttaSolver, bosh3, dpm2, euler, heun, rk4, runge_kutta_step
 from .tableau import Tableau
 
-SOLVERS = {"euler": euler, "heun": heun, "bosh3": bosh3, "dpm2": dpm2, "dpmpp2m": DPMSolverPP2M, "deis": DEIS, "rk4": rk4}
+SOLVERS = {"euler": euler, "euler_ancestral": AncestralEuler, "heun": heun, "bosh3": bosh3, "dpm2": dpm2, "dpmpp2m": DPMSolverPP2M, "deis": DEIS, "rk4": rk4}
 
 
 def get_solver(name: str) -> Solver:
@@ -19,7 +19,7 @@ def get_solver(name: str) -> Solver:
     return SOLVERS[name]()
 
 
-NFE_PER_STEP = {"euler": 1, "heun": 2, "dpm2": 2, "dpmpp2m": 1, "deis": 1, "rk4": 4}
+NFE_PER_STEP = {"euler": 1, "euler_ancestral": 1, "heun": 2, "dpm2": 2, "dpmpp2m": 1, "deis": 1, "rk4": 4}
 
 
 def nfe_for(name: str, steps: int, denoise_to_zero: bool = True) -> int:
@@ -33,5 +33,5 @@ def nfe_for(name: str, steps: int, denoise_to_zero: bool = True) -> int:
     return NFE_PER_STEP[name] * (steps - 1) + int(denoise_to_zero)
 
 
-__all__ = ["SOLVERS", "Solver", "Stage", "StepResult", "RungeKuttaSolver", "DPMSolverPP2M", "DEIS", "Tableau",
+__all__ = ["SOLVERS", "Solver", "Stage", "StepResult", "AncestralEuler", "RungeKuttaSolver", "DPMSolverPP2M", "DEIS", "Tableau",
            "get_solver", "nfe_for", "runge_kutta_step"]

@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from ..errors import ParameterError, check_finite
 from .base import Evaluate, Stage, StepResult
 from .tableau import BOGACKI_SHAMPINE, EULER, HEUN_EULER, RK4, Tableau, midpoint_tableau
 
@@ -79,6 +80,17 @@ def dpm2_tableau(sigma: float, sigma_next: float) -> Tableau:
 def euler() -> RungeKuttaSolver:
     """x_{i+1} = x_i + h f(x_i; σ_i); no embedded pair, so no LTE estimate."""
     return RungeKuttaSolver("euler", EULER, pair="consecutive")
+
+
+class AncestralEuler(RungeKuttaSolver):
+    """Euler ancestral's deterministic part, Euler from σ_i to σ_down; the sampling loop then adds
+    σ_up noise to reach σ_{i+1} (docs/math.md §11). ``eta`` = η ≥ 0 scales σ_up (0: plain Euler)."""
+
+    def __init__(self, eta: float = 1.0):
+        super().__init__("euler_ancestral", EULER, pair="consecutive")
+        if not 0.0 <= check_finite("eta", eta) <= 10.0:
+            raise ParameterError("eta", f"must lie in [0, 10], got {eta}")
+        self.eta = float(eta)
 
 
 def heun() -> RungeKuttaSolver:
