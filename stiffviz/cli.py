@@ -20,6 +20,7 @@ from .models import list_models, load_model
 from .prescribe import DEFAULT_TARGET, RULES, check_matches, load_trace, prescribe
 from .quality import not_available, quality_report
 from .sampler import sample
+from .paths import PATHS
 from .schedules import SCHEDULES
 from .solvers import SOLVERS
 from .threads import apply as apply_threads, threads_for
@@ -43,7 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dtype", default=DEFAULTS.dtype, choices=list(DTYPES), help="floating-point type of the run")
     p.add_argument("--device", default=None, help="torch device of the model and the run, e.g. cpu or cuda (default: cpu)")
     p.add_argument("--schedule", default=DEFAULTS.schedule, choices=[*SCHEDULES, MODEL_SCHEDULE],
-                   help="noise-level schedule; model: the model's own scheduler grid (diffusers models)")  # fmt: skip
+                   help="noise-level schedule; karras/logsnr: σ grids (mapped to the path's time); uniform: "
+                        "uniform in the path's own time; model: the model's own scheduler grid (diffusers models)")  # fmt: skip
+    p.add_argument("--path", default=None, choices=list(PATHS),
+                   help="probability path the solver steps in (docs/math.md §9): edm, vp (VP-SDE linear β), "
+                        "flow (rectified flow); default: the model's own")  # fmt: skip
+    p.add_argument("--shift", type=float, default=DEFAULTS.shift,
+                   help="flow path, uniform schedule: multiply σ by this (diffusers' FlowMatch shift)")
     p.add_argument("--sigma-min", type=float, default=DEFAULTS.sigma_min, help="smallest positive noise level")
     p.add_argument("--sigma-max", type=float, default=DEFAULTS.sigma_max, help="largest noise level (initial noise scale)")
     p.add_argument("--rho", type=float, default=DEFAULTS.rho, help="Karras schedule exponent ρ")
@@ -148,6 +155,7 @@ def run_sample(args: argparse.Namespace) -> int:
     settings = dict(
         solver=args.solver, steps=args.steps, batch=args.batch, seed=args.seed, schedule=args.schedule,
         sigma_min=args.sigma_min, sigma_max=args.sigma_max, rho=args.rho, cls=_class_value(args.cls),
+        path=args.path, shift=args.shift,
         prompt=args.prompt, negative_prompt=args.negative_prompt,
         cfg=args.cfg, autoguidance=args.autoguidance, erk_guid=args.erk_guid, erk_con=args.erk_con,
         denoise_to_zero=args.denoise_to_zero,

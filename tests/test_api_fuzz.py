@@ -30,7 +30,8 @@ from stiffviz.solvers import SOLVERS
 from stiffviz.teaching import TEACHING_SOLVERS
 
 CASES = 1000
-CHOICES = {"model": ["tree", "moons"], "solver": list(SOLVERS), "schedule": ["karras", "logsnr"], "cls": [NO_CLASS]}
+CHOICES = {"model": ["tree", "moons"], "solver": list(SOLVERS), "schedule": ["karras", "logsnr"], "cls": [NO_CLASS],
+           "path": ["edm", "vp", "flow"]}  # fmt: skip
 TEXTS = ("prompt", "negative_prompt")  # the toys read no text: only "" (or nothing) is valid
 HUGE = 10**400
 WRONG_TYPES = ["5", "abc", "", True, False, None, [1], {"a": 1}]
@@ -86,7 +87,7 @@ def valid_run(rng: random.Random, models: list[str]) -> dict:
         model=rng.choice(models), solver=rng.choice(list(SOLVERS)), schedule=rng.choice(["karras", "logsnr"]),
         steps=rng.randint(1, 3), batch=rng.randint(4, 8), seed=rng.randint(0, 2**31 - 1), erk_on=rng.random() < 0.5,
         stein_on=rng.random() < 0.3, eig=rng.random() < 0.3, lte_ref=rng.random() < 0.1,
-        lipschitz=rng.random() < 0.1, compare=rng.random() < 0.3, cls=NO_CLASS,
+        lipschitz=rng.random() < 0.1, compare=rng.random() < 0.3, cls=NO_CLASS, path=rng.choice(["edm", "vp", "flow"]),
     )  # fmt: skip
     return values | dict(x_axis=rng.choice(list(X_AXES)))
 

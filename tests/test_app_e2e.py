@@ -95,7 +95,7 @@ def test_run_endpoint_streams_the_librarys_run(client):
         (dict(batch=10**6), "batch: must be an integer in [1, 4096] for the model tree, got 1000000"),
         (dict(model="diffusers:/srv/any-folder"), "model: must be one of tree"),  # the page never names a path
         (dict(prompt="a cat"), "prompt: the model tree is not text-conditioned"),
-        (dict(schedule="model"), "schedule: must be one of karras, logsnr, got 'model'"),
+        (dict(schedule="model"), "schedule: must be one of karras, logsnr, uniform, got 'model'"),
     ],
 )
 def test_run_endpoint_rejects_bad_input_with_a_message(client, changes, message):

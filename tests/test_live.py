@@ -191,7 +191,7 @@ def test_prompts_are_checked_on_the_server():
 
 def test_schedule_model_only_for_models_with_their_own_grid():
     assert fake_request(TextLatentModel(), schedule="model").settings["schedule"] == "model"
-    with pytest.raises(stiffviz.ParameterError, match="schedule: must be one of karras, logsnr, got 'model'"):
+    with pytest.raises(stiffviz.ParameterError, match="schedule: must be one of karras, logsnr, uniform, got 'model'"):
         request(schedule="model")
 
 
@@ -344,7 +344,7 @@ def test_nfe_text_of_a_value_that_is_no_step_count():
 
 # The page's values as stiffviz.sample keyword settings, written out (not built by parse_request).
 PAGE_DEFAULT_SETTINGS = dict(
-    solver="heun", steps=6, batch=1024, seed=0, schedule="karras", sigma_min=0.002, sigma_max=80.0, rho=7.0,
+    solver="heun", steps=6, batch=1024, seed=0, schedule="karras", path="edm", sigma_min=0.002, sigma_max=80.0, rho=7.0,
     cls=None, cfg=1.0, autoguidance=1.0, erk_guid=1.0, erk_con=0.5, stein=False, stein_probes=5,
     stein_gamma_min=1.0, stein_gamma_max=3.0, stein_sigma_max=500.0, eig=True, lte_ref=False, lipschitz=False,
 )  # fmt: skip
@@ -358,7 +358,7 @@ def test_page_values_become_these_library_settings():
                       sigma_max=20.0, rho=3.0, erk_on=False, erk_guid=2.0, erk_con=0.1, stein_on=True,
                       stein_probes=3, stein_gamma_min=0.5, stein_gamma_max=2.0, stein_sigma_max=5.0, eig=False,
                       lte_ref=True, lipschitz=True, compare=False)  # fmt: skip
-    expected = dict(solver="rk4", steps=12, batch=100, seed=9, schedule="logsnr", sigma_min=0.01, sigma_max=20.0,
+    expected = dict(solver="rk4", steps=12, batch=100, seed=9, schedule="logsnr", path="edm", sigma_min=0.01, sigma_max=20.0,
                     rho=3.0, cls=None, cfg=1.0, autoguidance=1.0, erk_guid=None, erk_con=0.1, stein=True,
                     stein_probes=3, stein_gamma_min=0.5, stein_gamma_max=2.0, stein_sigma_max=5.0, eig=False,
                     lte_ref=True, lipschitz=True)  # fmt: skip

@@ -206,11 +206,12 @@ def test_export_writes_the_runs_files(default_frames, tmp_path):
 
 
 def test_model_change_sets_classes_guidance_and_limits():
-    cls, cfg, autoguidance, steps, batch, eig, prompt, negative, schedule, note = ui.on_model_change("digits-unet")
+    cls, cfg, autoguidance, steps, batch, eig, prompt, negative, schedule, path, note = ui.on_model_change("digits-unet")
     assert cls["choices"] == ["(none)", *map(str, range(10))] and cfg["interactive"] and autoguidance["interactive"]
     assert steps["maximum"] == limits_for("digits-unet").max_steps and batch["maximum"] == 64
     assert eig["value"] is False and "64 steps" in note  # no analytic Jacobian: power iteration is costly
-    assert prompt["visible"] is False and negative["visible"] is False and schedule["choices"] == ["karras", "logsnr"]
+    assert prompt["visible"] is False and negative["visible"] is False and schedule["choices"] == ["karras", "logsnr", "uniform"]
+    assert path["choices"] == ["edm", "vp", "flow"] and path["value"] == "edm"
     cls, cfg, *_ = ui.on_model_change("rings")
     assert cls["interactive"] is False and cfg["interactive"] is False
     assert ui.on_model_change("rings", "logsnr")[8]["value"] == "logsnr"  # a valid choice is kept
@@ -227,17 +228,17 @@ def fake(monkeypatch):
 
 def test_model_change_shows_the_prompt_and_model_schedule_for_a_text_model(fake):
     models = [*available_models(), FAKE]
-    cls, cfg, _, steps, batch, _, prompt, negative, schedule, note = ui.on_model_change(FAKE, "karras", models=models)
+    cls, cfg, _, steps, batch, _, prompt, negative, schedule, _, note = ui.on_model_change(FAKE, "karras", models=models)
     assert prompt["visible"] is True and negative["visible"] is True and cls["interactive"] is False
     assert cfg["interactive"] is True and cfg["value"] == ui.TEXT_CFG
-    assert schedule["choices"] == ["karras", "logsnr", "model"] and schedule["value"] == "model"
+    assert schedule["choices"] == ["karras", "logsnr", "uniform", "model"] and schedule["value"] == "model"
     limits = size_limits(FAKE, fake.parameter_count, 64)
     assert steps["maximum"] == limits.max_steps and batch["maximum"] == limits.max_batch
     assert f"{limits.max_steps} steps" in note
     prompt, negative, schedule = ui.on_model_change("tree", "model", models=models)[6:9]
     assert prompt["visible"] is False and negative["visible"] is False and schedule["value"] == "karras"
     refused = ui.on_model_change("diffusers:/some/folder", models=models)
-    assert refused[-1].startswith("⚠️ model: must be one of") and refused[:-1] == (ui.gr.skip(),) * 9
+    assert refused[-1].startswith("⚠️ model: must be one of") and refused[:-1] == (ui.gr.skip(),) * 10
 
 
 def test_a_prompted_latent_run_reaches_the_model_and_shows_decoded_pictures(fake):

@@ -262,7 +262,7 @@ def test_the_dropdown_offers_the_data_in_its_session_only():
     offered = updates[-1].split(", got")[0]
     assert offered.startswith("⚠️ model: must be one of tree") and USER_DATA not in offered
     user = userdata.build(POINTS, 0.1, "a test")
-    cls, cfg, autoguidance, steps, batch, eig, *_, schedule, note = ui.on_model_change(USER_DATA, "karras", user,
+    cls, cfg, autoguidance, steps, batch, eig, *_, schedule, _, note = ui.on_model_change(USER_DATA, "karras", user,
                                                                                       models=server)  # fmt: skip
     assert note == f"Limits for **{USER_DATA}**: at most 200 steps and a batch of 4096."
     assert cls["interactive"] is False and cfg["interactive"] is False and autoguidance["interactive"] is True

@@ -31,6 +31,7 @@ from typing import Any, Callable, Mapping, Sequence
 from ..config import MODEL_SCHEDULE
 from ..errors import ParameterError
 from ..models import list_models, load_model
+from ..paths import PATHS
 from ..schedules import SCHEDULES
 from ..solvers import SOLVERS, nfe_for
 from .userdata import USER_DATA
@@ -82,13 +83,13 @@ FLAGS = ("erk_on", "stein_on", "eig", "lte_ref", "lipschitz", "compare")  # chec
 INPUTS = ("model", "prompt", "negative_prompt", "cls", "cfg", "autoguidance", "solver", "steps", "schedule",
           "sigma_min", "sigma_max", "rho", "erk_on", "erk_guid", "erk_con", "stein_on", "stein_probes",
           "stein_gamma_min", "stein_gamma_max", "stein_sigma_max",
-          "eig", "lte_ref", "lipschitz", "seed", "batch", "compare")  # fmt: skip
+          "eig", "lte_ref", "lipschitz", "seed", "batch", "compare", "path")  # fmt: skip
 DEFAULTS: dict[str, Any] = dict(
     model="tree", prompt="", negative_prompt="", cls=NO_CLASS, cfg=1.0, autoguidance=1.0, solver="heun", steps=6,
     schedule="karras", sigma_min=0.002, sigma_max=80.0, rho=7.0, erk_on=True, erk_guid=1.0, erk_con=0.5, stein_on=False,
     stein_probes=5, stein_gamma_min=1.0, stein_gamma_max=3.0, stein_sigma_max=500.0, eig=True, lte_ref=False,
     lipschitz=False,
-    seed=0, batch=1024, compare=True,
+    seed=0, batch=1024, compare=True, path="edm",
 )  # fmt: skip
 
 
@@ -128,6 +129,13 @@ def limits_table(limits: list[ModelLimits]) -> str:
 def schedules_for(model) -> list[str]:
     """The schedules the model can run: karras and logsnr, and "model" where it has ``model_sigmas``."""
     return list(SCHEDULES) + ([MODEL_SCHEDULE] if hasattr(model, "model_sigmas") else [])
+
+
+def paths_for(model) -> list[str]:
+    """The paths the model can run on (docs/math.md §9): edm, vp and flow for an EDM denoiser, a
+    flow model its own only."""
+    native = getattr(model, "path", "edm")
+    return list(PATHS) if native == "edm" else [native]
 
 
 def shown(value: Any) -> str:
@@ -247,9 +255,10 @@ def parse_request(values: Mapping[str, Any], models: list[str], lookup: Callable
     prompts = {key: _prompt(key, values[key], model, name) for key in ("prompt", "negative_prompt")}
     choice("solver", values["solver"], list(SOLVERS))
     choice("schedule", values["schedule"], schedules_for(model))
+    choice("path", values["path"], paths_for(model))
     flags = {key: flag(key, values[key]) for key in FLAGS}
     settings = dict(
-        solver=values["solver"], schedule=values["schedule"], cls=_class(values["cls"], model, name),
+        solver=values["solver"], schedule=values["schedule"], path=values["path"], cls=_class(values["cls"], model, name),
         erk_guid=numeric["erk_guid"] if flags["erk_on"] else None, stein=flags["stein_on"],
         eig=flags["eig"], lte_ref=flags["lte_ref"], lipschitz=flags["lipschitz"],
         **{key: numeric[key] for key in INPUT_RANGES if key != "erk_guid"},

@@ -36,7 +36,7 @@ from .report import write_exports
 from .userdata import UserData, block as user_data_block, lookup, models_for
 from .requests import (
     DEFAULTS, INPUT_RANGES, INPUTS, MAX_PROMPT, NO_CLASS, ModelLimits, available_models, choice, limits_for,
-    limits_table, nfe_text, number, parse_request, schedules_for,
+    limits_table, nfe_text, number, parse_request, paths_for, schedules_for,
 )  # fmt: skip
 
 CONCURRENCY_LIMIT = 2  # runs at once per event; more requests wait in the queue
@@ -71,7 +71,7 @@ def run(model: str, prompt: str, negative_prompt: str, cls: str, cfg: float, aut
         steps: int, schedule: str, sigma_min: float, sigma_max: float, rho: float, erk_on: bool, erk_guid: float,
         erk_con: float, stein_on: bool, stein_probes: int, stein_gamma_min: float, stein_gamma_max: float,
         stein_sigma_max: float, eig: bool, lte_ref: bool, lipschitz: bool, seed: int, batch: int, compare: bool,
-        x_axis: str, user: UserData | None = None, gr_request: gr.Request | None = None, *,
+        path: str, x_axis: str, user: UserData | None = None, gr_request: gr.Request | None = None, *,
         models: list[str] | None = None) -> Iterator[tuple]:  # fmt: skip
     """Sample with the settings and stream the run: a frame after every step (status, views, charts, results).
 
@@ -168,9 +168,10 @@ def export(session: Session | None, request: gr.Request | None = None, user: Use
 
 
 def on_model_change(name: str, schedule: str = DEFAULTS["schedule"], user: UserData | None = None,
-                    models: list[str] | None = None) -> tuple:
+                    path: str = DEFAULTS["path"], models: list[str] | None = None) -> tuple:
     """Model dropdown: its classes, whether CFG and Autoguidance apply, its step and batch limits,
-    the prompt boxes (text-conditioned models only) and its schedules (its own grid, "model", chosen where it has one).
+    the prompt boxes (text-conditioned models only), its schedules (its own grid, "model", chosen where it has one)
+    and its paths (a flow model runs on its own only).
 
     Only the server's names are accepted (``models``; the page cannot name a path or a Hub id), and
     ``USER_DATA`` once the session has its own data (``user``).
@@ -181,11 +182,11 @@ def on_model_change(name: str, schedule: str = DEFAULTS["schedule"], user: UserD
             raise ParameterError("model", f"must be one of {', '.join(models)}, got {name!r}")
         model = lookup(user, _model)(name)
     except (ParameterError, OSError) as err:
-        return (gr.skip(),) * 9 + (f"⚠️ {err}",)
+        return (gr.skip(),) * 10 + (f"⚠️ {err}",)
     classes = [NO_CLASS, *(model.classes or ())]
     text = bool(getattr(model, "text_conditioned", False))
     limits = limits_for(name, model)
-    schedules = schedules_for(model)
+    schedules, paths = schedules_for(model), paths_for(model)
     return (
         gr.update(choices=classes, value=NO_CLASS, interactive=model.classes is not None),
         gr.update(interactive=model.classes is not None or text, value=TEXT_CFG if text else 1.0),
@@ -197,6 +198,7 @@ def on_model_change(name: str, schedule: str = DEFAULTS["schedule"], user: UserD
         gr.update(visible=text, value=""),
         gr.update(choices=schedules, value=MODEL_SCHEDULE if MODEL_SCHEDULE in schedules else
                   schedule if schedule in schedules else DEFAULTS["schedule"]),  # fmt: skip
+        gr.update(choices=paths, value=path if path in paths else paths[0]),
         f"Limits for **{name}**: at most {limits.max_steps} steps and a batch of {limits.max_batch}.",
     )
 
@@ -309,8 +311,8 @@ def build_app(*server_models: str) -> gr.Blocks:
         stein_step.release(show_contractivity, [session, stein_step, user], stein_view, api_name=False,
                            preprocess=False)  # fmt: skip
         model_outputs = [c[name] for name in ("cls", "cfg", "autoguidance", "steps", "batch", "eig", "prompt",
-                                              "negative_prompt", "schedule")] + [limits_note]  # fmt: skip
-        c["model"].change(functools.partial(on_model_change, models=models), [c["model"], c["schedule"], user],
+                                              "negative_prompt", "schedule", "path")] + [limits_note]  # fmt: skip
+        c["model"].change(functools.partial(on_model_change, models=models), [c["model"], c["schedule"], user, c["path"]],
                           model_outputs,
                           api_name=False, preprocess=False)  # fmt: skip  (raw names: the handler checks them)
         nfe_inputs = [c["solver"], c["steps"], c["cfg"], c["autoguidance"]]
@@ -353,6 +355,8 @@ def _controls(models: list[str], limits) -> dict[str, gr.components.Component]:
     c["nfe"] = gr.Markdown(nfe_text(d["solver"], d["steps"]), elem_id="nfe")
     with gr.Accordion("Advanced: noise schedule", open=False):
         c["schedule"] = gr.Radio(schedules_for(None), value=d["schedule"], label="schedule", elem_id="schedule")
+        c["path"] = gr.Dropdown(paths_for(None), value=d["path"], elem_id="path",
+                                label="path the solver steps in (edm, vp, flow: one ODE, other coordinates)")  # fmt: skip
         with gr.Row():
             c["sigma_min"] = gr.Number(d["sigma_min"], label="σ_min", minimum=r["sigma_min"][0], maximum=r["sigma_min"][1])
             c["sigma_max"] = gr.Number(d["sigma_max"], label="σ_max", minimum=r["sigma_max"][0], maximum=r["sigma_max"][1])
