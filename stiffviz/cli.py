@@ -96,6 +96,11 @@ def build_parser() -> argparse.ArgumentParser:
     s_.add_argument("--stein-sigma-min", type=float, default=DEFAULTS.stein_sigma_min, help="SteinDiff acts for σ ≥ this")
     s_.add_argument("--stein-sigma-max", type=float, default=None, help="SteinDiff acts for σ ≤ this (default: no limit)")
     s_.add_argument("--stein-oracle", action="store_true", help="record the oracle γ* from forward-coupled reference pairs")
+    n_ = p.add_argument_group("stochastic sampling (docs/math.md §11; --solver euler_ancestral brings its own noise)")
+    n_.add_argument("--churn", type=float, default=DEFAULTS.churn, help="EDM's S_churn: γ_i = min(S_churn/N, √2 − 1)")
+    n_.add_argument("--s-tmin", type=float, default=DEFAULTS.s_tmin, help="churn acts for σ_i ≥ S_tmin")
+    n_.add_argument("--s-tmax", type=float, default=None, help="churn acts for σ_i ≤ S_tmax (default: no limit)")
+    n_.add_argument("--s-noise", type=float, default=DEFAULTS.s_noise, help="scale S_noise of the injected noise")
     p.add_argument("--metrics", action="store_true", help="print sample-quality measures against the exact model")
     p.add_argument("--trace-out", default=None, metavar="F.json", help="write the trace as JSON (a .csv name writes CSV)")
     p.add_argument("--samples-out", default=None, metavar="F.npy", help="write the final samples as a NumPy array")
@@ -103,11 +108,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-    n_ = p.add_argument_group("stochastic sampling (docs/math.md §11; --solver euler_ancestral brings its own noise)")
-    n_.add_argument("--churn", type=float, default=DEFAULTS.churn, help="EDM's S_churn: γ_i = min(S_churn/N, √2 − 1)")
-    n_.add_argument("--s-tmin", type=float, default=DEFAULTS.s_tmin, help="churn acts for σ_i ≥ S_tmin")
-    n_.add_argument("--s-tmax", type=float, default=None, help="churn acts for σ_i ≤ S_tmax (default: no limit)")
-    n_.add_argument("--s-noise", type=float, default=DEFAULTS.s_noise, help="scale S_noise of the injected noise")
 def _class_value(text: str | None):
     return int(text) if text is not None and text.lstrip("-").isdigit() else text
 
@@ -165,6 +165,7 @@ def run_sample(args: argparse.Namespace) -> int:
         lipschitz_iterations=args.lipschitz_iters, stein=args.stein, stein_probes=args.stein_probes,
         stein_gamma_min=args.stein_gamma_min, stein_gamma_max=args.stein_gamma_max,
         stein_sigma_min=args.stein_sigma_min, stein_sigma_max=args.stein_sigma_max, stein_oracle=args.stein_oracle,
+        churn=args.churn, s_tmin=args.s_tmin, s_tmax=args.s_tmax, s_noise=args.s_noise,
     )  # fmt: skip
     if args.schedule_from:
         settings.update(_prescribed(args, settings))
@@ -173,7 +174,6 @@ def run_sample(args: argparse.Namespace) -> int:
         apply_threads(args.threads)
     model = load_model(args.model, device=args.device)
     start = time.perf_counter()
-        churn=args.churn, s_tmin=args.s_tmin, s_tmax=args.s_tmax, s_noise=args.s_noise,
     samples, trace = sample(model, **settings)
     wall = time.perf_counter() - start
     quality = quality_report(model, samples, settings["cls"], args.seed) if args.metrics and trace.status == "ok" else {}

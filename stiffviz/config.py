@@ -13,8 +13,8 @@ from .guidance.erk import ErkGuid, default_erk_con
 from .guidance.stein import SteinDiff
 from .paths import PATHS
 from .schedules import SCHEDULES, explicit_levels
-
 from .stochastic import Stochastic, check_combination
+
 MODEL_SCHEDULE = "model"  # the model's own scheduler grid (diffusers models: ``model.model_sigmas``)
 from .solvers import SOLVERS
 
@@ -67,12 +67,12 @@ class SampleConfig(DiagnosticOptions):
     denoise_to_zero: bool = True
     dtype: str = "float32"
     device: str | None = None
-    # The diagnostics' switches are inherited from DiagnosticOptions; SteinDiff (docs/math.md §5):
     # Stochastic sampling (docs/math.md §11): EDM's churn S_churn, acting for σ_i in [s_tmin, s_tmax], noise scale s_noise
     churn: float = 0.0
     s_tmin: float = 0.0
     s_tmax: float | None = None  # None: no upper limit
     s_noise: float = 1.0
+    # The diagnostics' switches are inherited from DiagnosticOptions; SteinDiff (docs/math.md §5):
     stein: bool = False
     stein_probes: int = 5
     stein_gamma_min: float = 1.0
@@ -119,14 +119,14 @@ class SampleConfig(DiagnosticOptions):
         if self.device is not None:
             _check_device(self.device)
         self.erk(), self.stein_diff()  # each validates its fields (DiagnosticOptions did on construction)
+        noise = self.stochastic()
+        check_combination(noise.churn > 0 or self.solver == "euler_ancestral", self.erk_guid is not None, self.path or "edm")
         return self
 
     def erk(self) -> ErkGuid | None:
         return ErkGuid(self.erk_guid, self.erk_con_used) if self.erk_guid is not None else None
 
     @property
-        noise = self.stochastic()
-        check_combination(noise.churn > 0 or self.solver == "euler_ancestral", self.erk_guid is not None, self.path or "edm")
     def erk_con_used(self) -> float:
         """``erk_con``, or the authors' w_con for ``steps`` when it is None."""
         return default_erk_con(self.solver_steps) if self.erk_con is None else self.erk_con
@@ -142,17 +142,17 @@ class SampleConfig(DiagnosticOptions):
         sigma_max = math.inf if self.stein_sigma_max is None else self.stein_sigma_max
         return SteinDiff(self.stein_probes, self.stein_gamma_min, self.stein_gamma_max, self.stein_sigma_min, sigma_max)
 
+    def stochastic(self) -> Stochastic:
+        """The churn settings (validated); ``euler_ancestral`` brings its own noise."""
+        s_tmax = math.inf if self.s_tmax is None else self.s_tmax
+        return Stochastic(self.churn, self.s_tmin, s_tmax, self.s_noise)
+
     def diagnostic_options(self) -> DiagnosticOptions:
         return DiagnosticOptions(**{f.name: getattr(self, f.name) for f in fields(DiagnosticOptions)})
 
     @property
     def torch_dtype(self) -> torch.dtype:
         return DTYPES[self.dtype]
-    def stochastic(self) -> Stochastic:
-        """The churn settings (validated); ``euler_ancestral`` brings its own noise."""
-        s_tmax = math.inf if self.s_tmax is None else self.s_tmax
-        return Stochastic(self.churn, self.s_tmin, s_tmax, self.s_noise)
-
 
     def to_dict(self) -> dict:
         """The settings, with ``erk_con`` the value used."""

@@ -42,8 +42,8 @@ from .paths import Path, path_denoiser, path_grid
 from .schedules import explicit_grid, explicit_levels
 from .solvers import Solver, Stage, StepResult, get_solver
 from .solvers.base import Evaluator
-from .trace import Trace
 from .stochastic import NoiseInjection, Stochastic, check_combination, noise_injection
+from .trace import Trace
 
 OnStep = Callable[[dict, torch.Tensor, torch.Tensor], None]
 DenoiseFn = Callable[[torch.Tensor, float], torch.Tensor]
@@ -81,8 +81,8 @@ def integrate(
     stein: SteinDiff | None = None,
     seed: int = 0,
     reference: Callable[[int, torch.Generator], torch.Tensor] | None = None,
-) -> tuple[torch.Tensor, Trace]:
     noise: Stochastic | NoiseInjection | None = None,
+) -> tuple[torch.Tensor, Trace]:
     """Integrate dx/dσ = (x − D(x; σ))/σ along ``sigmas`` (decreasing, ≥ 0) from state ``x``.
 
     ``diagnostics`` is a :class:`DiagnosticOptions` (``True``/``False``: the cheap ones on/off);
@@ -100,22 +100,22 @@ def integrate(
     if options.any_costly:
         diagnostics_generator = torch.Generator().manual_seed(seed + GROUND_TRUTH_SEED_OFFSET)
         ground_truth = GroundTruth(options, denoise, solver, diagnostics_generator, reference)
+    injection = noise if isinstance(noise, NoiseInjection) else noise_injection(noise, solver, len(sig) - 1, x, seed)
+    check_combination(injection is not None, erk is not None)
     trace = Trace(dict(config or {}), sig)
     evaluate = Evaluator(denoise)
     history: list[StepResult] = []
     carried: Stage | None = None
-    injection = noise if isinstance(noise, NoiseInjection) else noise_injection(noise, solver, len(sig) - 1, x, seed)
-    check_combination(injection is not None, erk is not None)
     start = time.perf_counter()
     for i, (sigma, sigma_next) in enumerate(zip(sig, sig[1:])):
         record = {"i": i, "sigma": sigma, "sigma_next": sigma_next, "nfe": 0}
+        if injection is not None:  # the deterministic part: from σ̂_i (churn), to σ_down (ancestral)
+            x, sigma, sigma_next = injection.before(record, x, sigma, sigma_next)
+            carried = None if injection.moved else carried
         stein_here = stein is not None and sigma_next > 0.0 and stein.acts_at(sigma)
         if stein_here:
             step, u, gamma_raw = _stein_step(evaluate, solver, x, sigma, sigma_next, history, stein, generator)
         elif sigma_next == 0.0:  # Euler to σ = 0: x + (0 − σ)(x − D)/σ = D
-        if injection is not None:  # the deterministic part: from σ̂_i (churn), to σ_down (ancestral)
-            x, sigma, sigma_next = injection.before(record, x, sigma, sigma_next)
-            carried = None if injection.moved else carried
             first = carried or evaluate(x, sigma)
             step = StepResult(first.denoised, None, [first], boundary=2.0)
         else:
@@ -141,6 +141,8 @@ def integrate(
         if ground_truth is not None:
             direction = stiffness.direction if stiffness is not None else None
             ground_truth.record(record, StepContext(x, sigma, sigma_next, step, x_next, history, direction, gamma))
+        if injection is not None:  # ancestral: + σ_up·S_noise·ε up to σ_{i+1}
+            x_next = injection.after(x_next, record["sigma"], record["sigma_next"])
         record["nfe"] = evaluate.calls
         trace.steps.append(record)
         if not bool(torch.isfinite(x_next).all()):
@@ -151,8 +153,6 @@ def integrate(
             )
             break
         if on_step is not None:
-        if injection is not None:  # ancestral: + σ_up·S_noise·ε up to σ_{i+1}
-            x_next = injection.after(x_next, record["sigma"], record["sigma_next"])
             on_step(record, x_next, first.denoised)
         history.append(step)
         del history[:-HISTORY_KEPT]
@@ -289,6 +289,7 @@ def sample(model: str | Denoiser = "tree", on_step: OnStep | None = None, **sett
     dtype = config.torch_dtype
     cond, uncond = conditioning(model, config, embeds)
     native, path = model_path(model, config)
+    check_combination(config.churn > 0 or config.solver == "euler_ancestral", False, path)
     denoise = path_denoiser(guided_denoiser(model, cond, config.cfg, config.autoguidance, uncond=uncond), path, native)
     sigmas = sampling_grid(model, config)
     x = initial_noise(tuple(model.shape), config.batch, config.seed, Path(path).noise_std(float(sigmas[0])), dtype, device)
@@ -300,4 +301,3 @@ def sample(model: str | Denoiser = "tree", on_step: OnStep | None = None, **sett
     with torch.no_grad():
         return integrate(denoise, sigmas, x, get_solver(config.solver), config.erk(), config.diagnostic_options(),
                          on_step, record, config.stein_diff(), config.seed, reference, config.stochastic())  # fmt: skip
-    check_combination(config.churn > 0 or config.solver == "euler_ancestral", False, path)
