@@ -51,8 +51,9 @@ def test_the_endpoints_show_named_parameters(served):
     _, client = served
     api = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
     names = {endpoint: [p["parameter_name"] for p in info["parameters"]] for endpoint, info in api.items()}
-    assert names["/run"] == [*INPUTS, "x_axis"]
-    assert (names["/scrub"], names["/redraw"], names["/export"]) == (["step"], ["x_axis"], [])
+    assert names["/run"] == [*INPUTS, "x_axis", "colour"]
+    assert (names["/scrub"], names["/redraw"], names["/export"]) == (["step", "colour"], ["x_axis"], [])
+    assert (names["/recolour"], names["/stiffness_map"]) == (["step", "colour"], ["model", "cls", "log_sigma"])
     assert names["/learn_test_equation"] == list(TEST_DEFAULTS) and names["/learn_stiff_system"] == list(STIFF_DEFAULTS)
     assert not any(name.startswith("param_") for params in names.values() for name in params)
 
@@ -191,7 +192,7 @@ def test_fuzz_every_bad_call_gets_a_message_naming_the_parameter(served, tmp_pat
             endpoint = "fresh"  # this session has no run yet
         if endpoint == "run":
             values, name = bad_run(rng, CHOICES["model"])
-            status = first(predict(client, url, "run", [*[values[n] for n in INPUTS], values["x_axis"]]))
+            status = first(predict(client, url, "run", [*[values[n] for n in INPUTS], values["x_axis"], "red"]))
             assert status.startswith(f"⚠️ {name}: "), f"{where}: {name}={values[name]!r} → {status}"
         elif endpoint == "scrub":
             step = rng.choice([steps_done + 1, -1, 0.5, "1", True, None, HUGE, -HUGE, [1], 10**6])
@@ -222,13 +223,13 @@ def test_fuzz_every_bad_call_gets_a_message_naming_the_parameter(served, tmp_pat
             text = message(lambda: client.predict(*args, api_name=which))
             assert text.startswith(f"{name}: run the sampler first"), f"{where}: {which} → {text}"
         elif endpoint == "extra":  # gradio_client sends what it is given; the server counts
-            which, args = rng.choice([("run", [DEFAULTS[n] for n in INPUTS] + ["step"]), ("scrub", [0]),
+            which, args = rng.choice([("run", [DEFAULTS[n] for n in INPUTS] + ["step", "red"]), ("scrub", [0, "red"]),
                                       ("redraw", ["step"]), ("export", []), ("learn_test_equation", list(TEST_DEFAULTS.values()))])  # fmt: skip
             extra = rng.randint(1, 3)
             text = message(lambda: client.predict(*args, *[rng.choice([1, "x", None])] * extra, api_name=f"/{which}"))
             assert text.startswith(f"{which}: takes") and text.endswith(f"got {extra} extra"), f"{where}: {text}"
         elif endpoint == "short":  # plain HTTP with values left out
-            which, args = rng.choice([("run", [DEFAULTS[n] for n in INPUTS] + ["step"]), ("scrub", [0]),
+            which, args = rng.choice([("run", [DEFAULTS[n] for n in INPUTS] + ["step", "red"]), ("scrub", [0, "red"]),
                                       ("redraw", ["step"]), ("learn_stiff_system", list(STIFF_DEFAULTS.values()))])  # fmt: skip
             kept = rng.randrange(len(args))
             text = raw_call(url, which, args[:kept])

@@ -104,7 +104,8 @@ def test_html_report_is_self_contained_with_one_div_per_figure(tree, tree_runs):
     assert not re.search(r"<script[^>]*\bsrc\s*=", report, re.I)
     assert not re.search(r"<(link|img|iframe)[^>]*\b(href|src)\s*=\s*[\"']?(https?:)?//", report, re.I)
     charts = ("stiffness", "lte", "alignment")  # heun's cheap diagnostics; no SteinDiff, no Lipschitz
-    assert report.count(PLOTLY_DIV) == len(charts) + 2 + 2  # charts, a stability region and particles per run
+    # charts, a stability region and particles per run, the stiffness map and its branch segments
+    assert report.count(PLOTLY_DIV) == len(charts) + 2 + 2 + 2
     assert report.count("Plotly.newPlot") == report.count(PLOTLY_DIV)
     assert all(TITLES[c] in report for c in charts) and TITLES["stein"] not in report
     assert "heatmap" in report  # particles over the model's density

@@ -10,7 +10,8 @@ and the stability view are sent once). The views and charts of a run of n steps 
 at most ``MAX_REDRAWS`` times while it streams (every ⌈n / MAX_REDRAWS⌉ steps from step 1)
 and always when it ends, so the last frame is complete and exact. A particle view draws the
 first ``MAX_PARTICLES`` particles and ``MAX_PATHS`` paths of the batch (a uniform subsample:
-the draws are independent); every chart's statistic is over the whole batch.
+the draws are independent); every chart's statistic is over the whole batch. A display option
+(``COLOURS``) colours a 2-D view's particles by their own ρ̂ or stiffness index at the shown step.
 """
 
 from __future__ import annotations
@@ -19,12 +20,17 @@ import math
 from typing import Any
 
 import gradio as gr
+import numpy as np
 
 from .live import RunRecord, Session, pictures, results_rows, step_status, with_steps
 from .plots import CHARTS, stability_figure, trace_figure
-from .render import image_grid, particle_figure
+from .render import Colouring, image_grid, particle_figure
 
 X_AXES = {"step": "step", "σ (log)": "sigma"}
+# The particle views' colours: red, or each particle's own value of a trace field at the shown step
+# (log₁₀, the stiffness index on a scale diverging at 10⁰ = 1: the stability boundary).
+COLOURS = {"red": None, "ρ̂ (per sample)": ("stiffness", "log₁₀ ρ̂", None),
+           "stiffness index": ("stiffness_index", "log₁₀ index", 0.0)}  # fmt: skip
 LATENT_NOTE = ("_Latent model: the sampler and every diagnostic work on its latents {shape}; the pictures are "
                "decoded (a linear preview while the run streams, the VAE at the end and when scrubbing)._")  # fmt: skip
 OUTPUT_COUNT = 1 + 3 + len(CHARTS) + 1 + 1 + 1 + 1
@@ -44,15 +50,15 @@ def with_note(status: str, model) -> str:
     return f"{status}\n\n{LATENT_NOTE.format(shape='×'.join(map(str, model.shape)))}"
 
 
-def views(session: Session, model, k: int) -> tuple[Any, Any, Any]:
+def views(session: Session, model, k: int, colour: str = "red") -> tuple[Any, Any, Any]:
     """(2-D view of the first run, 2-D view of the second, image gallery) at step k (scrubbing)."""
     runs = [with_steps(run, k) for run in session.runs.values() if run.states]
     if not runs:
         return gr.skip(), gr.skip(), gr.skip()
     if is_image(model):
         return gr.update(visible=False), gr.update(visible=False), gallery(runs, model, vae=True)
-    second = particles(runs[1], model) if len(runs) > 1 else None
-    return (gr.update(value=particles(runs[0], model), visible=True),
+    second = particles(runs[1], model, colour) if len(runs) > 1 else None
+    return (gr.update(value=particles(runs[0], model, colour), visible=True),
             gr.update(value=second, visible=second is not None), gr.update(visible=False))  # fmt: skip
 
 
@@ -69,14 +75,35 @@ def gallery(runs: list[RunRecord], model, vae: bool) -> Any:
     return gr.update(value=pictures_shown, visible=True)
 
 
-def particles(run: RunRecord, model):
+def colouring(run: RunRecord, colour: str) -> tuple[Colouring | None, str]:
+    """The particles' colours for option ``colour`` and a note for the view's title.
+
+    The state x_k shown is coloured by the record of step k − 1, the step that reached it (while
+    a run streams, step k's own record does not exist yet); x_0, or a step without the field (the
+    first Heun step has no secant pair), gives no colouring.
+    """
+    if COLOURS[colour] is None:
+        return None, ""
+    field, title, midpoint = COLOURS[colour]
+    j = len(run.states) - 2
+    values = run.trace.steps[j].get(field) if 0 <= j < len(run.trace.steps) else None
+    if values is None:
+        return None, f"; no {colour} recorded for this state"
+    values = np.asarray(values, dtype=np.float64)[: len(run.states[-1])]
+    logs, positive = np.full_like(values, np.nan), values > 0  # NaN (a diverged sample) is not > 0
+    logs[positive] = np.log10(values[positive])
+    return Colouring(title, logs, midpoint), f"; colour: {colour} of step {j}, which reached it"
+
+
+def particles(run: RunRecord, model, colour: str = "red"):
     i = len(run.states) - 1
     sigma = run.sigma(i)
+    colours, colour_note = colouring(run, colour)
     figure = particle_figure(model, run.states, sigma, run.trace.config.get("cls"), max_paths=MAX_PATHS,
-                             max_particles=MAX_PARTICLES)  # fmt: skip
+                             max_particles=MAX_PARTICLES, colouring=colours)  # fmt: skip
     shown, batch = min(len(run.states[-1]), MAX_PARTICLES), run.batch
     note = f" ({shown:,} of {batch:,} shown)" if shown < batch else ""
-    figure.update_layout(title=f"{run.label}: particles at step {i}, σ = {sigma:.3g}{note}")
+    figure.update_layout(title=f"{run.label}: particles at step {i}, σ = {sigma:.3g}{note}{colour_note}")
     return figure
 
 
@@ -111,7 +138,7 @@ def _changed(shown: dict, output: str, key: Any) -> bool:
     return True
 
 
-def _streamed_views(session: Session, model, shown: dict, due: bool) -> tuple[Any, Any, Any]:
+def _streamed_views(session: Session, model, shown: dict, due: bool, colour: str) -> tuple[Any, Any, Any]:
     runs = [run for run in session.runs.values() if run.states]
     if not runs:
         return gr.skip(), gr.skip(), gr.skip()
@@ -124,15 +151,15 @@ def _streamed_views(session: Session, model, shown: dict, due: bool) -> tuple[An
                 gallery(runs, model, vae=False) if fresh else skip)  # fmt: skip
     out = []
     for slot, run in zip(("view-a", "view-b"), runs):
-        fresh = (due or run.done) and _changed(shown, slot, (run.label, len(run.states)))
-        out.append(gr.update(value=particles(run, model), visible=True) if fresh else skip)
+        fresh = (due or run.done) and _changed(shown, slot, (run.label, len(run.states), colour))
+        out.append(gr.update(value=particles(run, model, colour), visible=True) if fresh else skip)
     if len(runs) == 1:
         out.append(gr.update(value=None, visible=False) if _changed(shown, "view-b", None) else skip)
     out.append(gr.update(visible=False) if _changed(shown, "gallery", "hidden") else skip)
     return tuple(out)
 
 
-def frame(session: Session, model, x_axis: str, shown: dict) -> tuple:
+def frame(session: Session, model, x_axis: str, shown: dict, colour: str = "red") -> tuple:
     """One streamed frame of ``run``: the outputs whose content differs from what ``shown`` says
     the page has (it starts empty for each run and is updated here), ``gr.skip()`` for the rest.
 
@@ -146,7 +173,7 @@ def frame(session: Session, model, x_axis: str, shown: dict) -> tuple:
     fresh_charts = (due or done) and _changed(shown, "charts", chart_key)
     skip = gr.skip()
     return (status if _changed(shown, "status", status) else skip,
-            *_streamed_views(session, model, shown, due),
+            *_streamed_views(session, model, shown, due, colour),
             *(charts(session, x_axis) if fresh_charts else [skip] * len(CHARTS)),
             stability(session) if done and _changed(shown, "stability", True) else skip,
             gr.update(value=rows, headers=header) if _changed(shown, "results", repr((header, rows))) else skip,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -86,16 +87,40 @@ def density_levels(density: np.ndarray, span: float = DENSITY_SPAN) -> np.ndarra
     return np.round((np.clip(density, top - span, top) - (top - span)) * (255 / span)).astype(np.uint8)
 
 
+@dataclass(frozen=True)
+class Colouring:
+    """Particle colours from one number per particle (NaN: none, drawn grey), on a colour bar titled
+    ``title``; with ``midpoint`` a diverging scale centred there (blue below, red above)."""
+
+    title: str
+    values: np.ndarray
+    midpoint: float | None = None
+
+
+def _coloured(fig: go.Figure, points: np.ndarray, colouring: Colouring) -> None:
+    values = np.asarray(colouring.values, dtype=np.float64)[: len(points)]
+    finite = np.isfinite(values)
+    if (~finite).any():
+        fig.add_trace(go.Scattergl(x=points[~finite, 0], y=points[~finite, 1], mode="markers", name="no value",
+                                   marker=dict(size=3, color="#aaaaaa")))  # fmt: skip
+    scale = dict(colorscale="RdBu_r", cmid=colouring.midpoint) if colouring.midpoint is not None else \
+        dict(colorscale="Viridis")  # fmt: skip
+    fig.add_trace(go.Scattergl(x=points[finite, 0], y=points[finite, 1], mode="markers", name="particles",
+                               marker=dict(size=4, color=values[finite].astype(np.float32), showscale=True,
+                                           colorbar=dict(title=colouring.title), **scale)))  # fmt: skip
+
+
 def particle_figure(model, paths: Sequence[torch.Tensor], sigma: float, cond=None, extent: float | None = None,
-                    resolution: int = 90, max_paths: int = 256,
-                    max_particles: int | None = None) -> go.Figure:  # fmt: skip
+                    resolution: int = 90, max_paths: int = 256, max_particles: int | None = None,
+                    colouring: Colouring | None = None) -> go.Figure:  # fmt: skip
     """Particles of a 2-D model over log p_σ, with their paths (a list of (B, 2) states so far).
 
     The view spans ``extent`` (default :func:`view_extent`). The density is drawn as
     :func:`density_levels` (one byte a grid point); the first ``max_paths`` particles' paths and
     the first ``max_particles`` particles (None: all) are drawn, in float32: the batch's
     particles are independent draws, so the first n are a uniform subsample, the same n at
-    every step. The title says how many of the batch are shown when not all are.
+    every step. The title says how many of the batch are shown when not all are. The particles
+    are red, or coloured by ``colouring`` (its values of the first particles of the batch).
     """
     batch = paths[-1].shape[0]
     shown = batch if max_particles is None else min(batch, max_particles)
@@ -113,8 +138,11 @@ def particle_figure(model, paths: Sequence[torch.Tensor], sigma: float, cond=Non
         ys = torch.cat([stacked[:, :, 1], gaps]).T.flatten()
         fig.add_trace(go.Scattergl(x=xs.numpy(), y=ys.numpy(), mode="lines", name="paths",
                                    line=dict(width=0.6, color="rgba(31,119,180,0.35)"), hoverinfo="skip"))  # fmt: skip
-    fig.add_trace(go.Scattergl(x=current[:, 0], y=current[:, 1], mode="markers", name="particles",
-                               marker=dict(size=3, color="#d62728")))  # fmt: skip
+    if colouring is None:
+        fig.add_trace(go.Scattergl(x=current[:, 0], y=current[:, 1], mode="markers", name="particles",
+                                   marker=dict(size=3, color="#d62728")))  # fmt: skip
+    else:
+        _coloured(fig, current, colouring)
     title = f"particles at σ = {sigma:.3g}" + (f" ({shown:,} of {batch:,} shown)" if shown < batch else "")
     fig.update_layout(title=title, template=TEMPLATE, height=420,
                       xaxis=dict(range=[-extent, extent], constrain="domain"),

@@ -6,8 +6,10 @@ is self-contained: plotly.js is inlined once, images are PNG data URIs, so it op
 It shows the settings, how each run ended, a summary table, every chart of
 :data:`stiffviz.app.plots.CHARTS` that has data (runs overlaid), each run's stability region and
 its final samples; for a run with SteinDiff and kept states (the app's runs), the contractivity
-figure of its step with the largest raw γ (:mod:`stiffviz.app.contractivity`, which computes it).
-Nothing else here computes mathematics; the figures come from ``plots`` and ``render``.
+figure of its step with the largest raw γ (:mod:`stiffviz.app.contractivity`, which computes it);
+for a 2-D model with an exact Jacobian, the stiffness map at the σ of the first run's stiffest step
+(:mod:`stiffviz.app.stiffness_view`). Nothing else here computes mathematics; the figures come from
+``plots`` and ``render``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from PIL import Image
 from . import contractivity
 from .plots import CHARTS, TEMPLATE, stability_figure, trace_figure
 from .render import image_grid, particle_figure
+from .stiffness_view import LOG_SIGMA, stiffness_view
 from ..trace import Trace
 
 SUMMARY_HEADERS = {"nfe": "NFE", "steps_done": "steps done", "wall_time_s": "wall time (s)", "median_stiffness": "median ρ̂",
@@ -230,6 +233,28 @@ def _render(parts: list[str | go.Figure]) -> str:
     return "\n".join(out)
 
 
+def stiffest_sigma(trace: Trace) -> float | None:
+    """σ_i of the step with the largest median stiffness index (None when no step recorded one)."""
+    index = [(float(np.nanmedian(step["stiffness_index"])), step["sigma"]) for step in trace.steps
+             if step.get("stiffness_index") is not None and np.isfinite(step["stiffness_index"]).any()]  # fmt: skip
+    return max(index)[1] if index else None
+
+
+def stiffness_part(trace: Trace, model) -> list[str | go.Figure]:
+    """The stiffness map and the branch segments at the σ of ``trace``'s stiffest step (the app's
+    default σ without one), for a 2-D model with an exact Jacobian; nothing otherwise."""
+    if model is None:
+        return []
+    sigma = stiffest_sigma(trace)
+    where = "the run's step with the largest median stiffness index" if sigma is not None else "the app's default σ"
+    sigma = sigma if sigma is not None else 10.0 ** LOG_SIGMA[2]
+    map_fig, segment_fig, note = stiffness_view(model, sigma, trace.config.get("cls"))
+    if map_fig is None:
+        return []
+    return [f"<h2>Stiffness map at σ = {sigma:.3g} ({html.escape(where)})</h2>",
+            f"<p>{html.escape(note).replace('**', '')}</p>", map_fig, segment_fig]  # fmt: skip
+
+
 def html_report(runs: Mapping[str, RunLike], model=None, x_axis: str = "step") -> str:
     """A self-contained HTML report of ``runs`` (label → run); see the module docstring."""
     if not runs:
@@ -248,6 +273,7 @@ def html_report(runs: Mapping[str, RunLike], model=None, x_axis: str = "step") -
         parts += ["<h2>SteinDiff: contractivity of the step with the largest raw γ</h2>",
                   "<p>L(γ) = ‖(1 − γ) I + γ ∂T/∂x‖₂ of the relaxed step x − γ (x − T(x)) over the kept samples; "
                   "the step contracts where L &lt; 1.</p>", figure]  # fmt: skip
+    parts += stiffness_part(next(iter(traces.values())), model)
     parts.append("<h2>Stability regions</h2>")
     parts += [_stability_part(label, t) for label, t in traces.items() if "solver" in t.config]
     parts.append("<h2>Final samples</h2>")

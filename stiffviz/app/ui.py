@@ -26,13 +26,14 @@ from ..models import list_models, load_model
 from ..solvers import SOLVERS
 from . import api, contractivity, frames, sessions
 from .cost import admit, cost_note, timing_for
-from .frames import OUTPUT_COUNT, X_AXES
+from .frames import COLOURS, OUTPUT_COUNT, X_AXES
 from .learn import build_learn_tab
 from . import gpu
 from .live import STOPS, Session, bound_allocator, release_memory, step_status, stream_session
 from .plots import CHARTS
 from .presets import FINDINGS, PRESETS
 from .report import write_exports
+from .stiffness_view import LOG_SIGMA, stiffness_view
 from .userdata import UserData, block as user_data_block, lookup, models_for
 from .requests import (
     DEFAULTS, INPUT_RANGES, INPUTS, MAX_PROMPT, NO_CLASS, ModelLimits, available_models, choice, limits_for,
@@ -71,11 +72,12 @@ def run(model: str, prompt: str, negative_prompt: str, cls: str, cfg: float, aut
         steps: int, schedule: str, sigma_min: float, sigma_max: float, rho: float, erk_on: bool, erk_guid: float,
         erk_con: float, stein_on: bool, stein_probes: int, stein_gamma_min: float, stein_gamma_max: float,
         stein_sigma_max: float, eig: bool, lte_ref: bool, lipschitz: bool, seed: int, batch: int, compare: bool,
-        path: str, x_axis: str, user: UserData | None = None, gr_request: gr.Request | None = None, *,
+        path: str, x_axis: str, colour: str = "red", user: UserData | None = None, gr_request: gr.Request | None = None, *,
         models: list[str] | None = None) -> Iterator[tuple]:  # fmt: skip
     """Sample with the settings and stream the run: a frame after every step (status, views, charts, results).
 
-    The parameters are the page's inputs (``INPUTS``, then the chart's x axis), each checked on
+    The parameters are the page's inputs (``INPUTS``, then the chart's x axis and the particles'
+    colour, both display options), each checked on
     the server: a rejected value yields one message naming the parameter and its limit; a diverged
     run shows its steps up to the divergence and says where and why it stopped. ``user`` (a hidden
     ``gr.State``) is the session's own data: its model is offered as ``USER_DATA`` in this session only.
@@ -89,6 +91,7 @@ def run(model: str, prompt: str, negative_prompt: str, cls: str, cfg: float, aut
     stop = STOPS.begin(key)
     try:
         choice("x_axis", x_axis, list(X_AXES))
+        choice("colour", colour, list(COLOURS))
         find = lookup(user, _model)
         request = parse_request(values, models_for(models or available_models(), user), find)
         model = find(request.model)
@@ -97,7 +100,7 @@ def run(model: str, prompt: str, negative_prompt: str, cls: str, cfg: float, aut
         server = request.model in (models or available_models())  # else the session's own, small: it crosses
         events = gpu.events(request, request.model if server else model, _model)
         for session in stream_session(request, model, stop, events):
-            yield frames.frame(session, model, x_axis, shown)
+            yield frames.frame(session, model, x_axis, shown, colour)
     except ParameterError as err:
         yield frames.message(str(err))
     finally:
@@ -121,16 +124,46 @@ def _checked(check, *args):
         raise gr.Error(str(err), print_exception=False) from None
 
 
-def scrub(session: Session | None, step: Any, user: UserData | None = None) -> tuple:
+def scrub(session: Session | None, step: Any, user: UserData | None = None, colour: str = "red") -> tuple:
     """The step slider: the state and x0 preview at step k of the recorded runs (no resampling;
     a latent model's VAE pictures are decoded once and kept in the session, which is returned
-    so the cache survives a ZeroGPU worker). Before a finished run, or a step beyond the
-    recorded ones, a :class:`gr.Error` names the step."""
+    so the cache survives a ZeroGPU worker), the particles coloured as ``colour`` says. Before a
+    finished run, or a step beyond the recorded ones, a :class:`gr.Error` names the step."""
+    _checked(choice, "colour", colour, list(COLOURS))
     if session is None or not session.runs or not session.done:
         raise gr.Error(f"step: {NO_RUN_YET} there are no recorded steps to show yet.", print_exception=False)
     k = _checked(number, "step", step, 0, session.steps_done, True, " (the recorded steps)")
     model = lookup(user, _model)(session.request.model)
-    return (frames.with_note(step_status(session, k), model), *frames.views(session, model, k), session)
+    return (frames.with_note(step_status(session, k), model), *frames.views(session, model, k, colour), session)
+
+
+def recolour(session: Session | None, step: Any, colour: str, user: UserData | None = None) -> tuple:
+    """The particle-colour toggle: the particle views again at the step shown (the slider's step once
+    the runs are done, the newest while they stream), red or coloured by each particle's own ρ̂ or
+    stiffness index of that step (before a run: a message the page does not pop up)."""
+    _checked(choice, "colour", colour, list(COLOURS))
+    if session is None or not session.runs:
+        raise gr.Error(f"colour: {NO_RUN_YET} there are no particles to colour yet.", visible=False,
+                       print_exception=False)
+    model = lookup(user, _model)(session.request.model)
+    if frames.is_image(model):  # pictures have no particles to colour
+        return gr.skip(), gr.skip(), gr.skip()
+    k = _checked(number, "step", step, 0, session.steps_done, True, " (the recorded steps)") if session.done \
+        else session.steps_done  # fmt: skip
+    return frames.views(session, model, k, colour)
+
+
+def stiffness(model: str, cls: str, log_sigma: Any, user: UserData | None = None, *,
+              models: list[str] | None = None) -> tuple:  # fmt: skip
+    """The stiffness map view (display only: it changes no run): ρ(J) of the drift Jacobian over the
+    plane at σ = 10^``log_sigma`` for the model and class chosen above, and the drift on two
+    segments across and along a thin branch (:mod:`stiffviz.app.stiffness_view`). A model without
+    a map (not 2-D, or no exact Jacobian) gets no figures and a note saying so."""
+    name = _checked(choice, "model", model, models_for(models or available_models(), user))
+    sigma = 10.0 ** _checked(number, "log_sigma", log_sigma, LOG_SIGMA[0], LOG_SIGMA[1], False)
+    chosen = lookup(user, _model)(name)
+    cond = None if cls == NO_CLASS or chosen.classes is None else _checked(choice, "cls", cls, list(chosen.classes))
+    return stiffness_view(chosen, sigma, cond)
 
 
 def redraw(session: Session | None, x_axis: str) -> list:
@@ -266,6 +299,9 @@ def build_app(*server_models: str) -> gr.Blocks:
                     step = gr.Slider(0, 1, value=0, step=1, label="step (scrub after the run)", interactive=False,
                                      elem_id="step-slider")  # fmt: skip
                     x_axis = gr.Radio(list(X_AXES), value="step", label="chart x axis", elem_id="x-axis")
+                    colour = gr.Radio(list(COLOURS), value="red", label="particle colour (2-D models: each "
+                                      "particle's own ρ̂ or stiffness index at the step shown)",
+                                      elem_id="particle-colour")  # fmt: skip
                     charts, names = [], [*CHARTS, "stability"]  # two charts a row, the stability view last
                     for row in range(0, len(names), 2):
                         with gr.Row():
@@ -278,12 +314,25 @@ def build_app(*server_models: str) -> gr.Blocks:
                                                    label="SteinDiff step", elem_id="contractivity-step")  # fmt: skip
                             stein_draw = gr.Button("Draw", elem_id="contractivity-button")
                         stein_view = gr.Plot(label="contractivity", elem_id="contractivity")
+                    with gr.Accordion("Stiffness map: the authors' overview figure (display only, 2-D models)",
+                                      open=False) as map_box:  # fmt: skip
+                        with gr.Row():
+                            log_sigma = gr.Slider(*LOG_SIGMA[:2], value=LOG_SIGMA[2], step=LOG_SIGMA[3],
+                                                  label="log₁₀ σ (the map's noise level; not a run input)",
+                                                  elem_id="map-sigma")  # fmt: skip
+                            map_draw = gr.Button("Draw", elem_id="map-button")
+                        map_note = gr.Markdown("The model and class chosen above, at the σ of the slider.",
+                                               elem_id="map-note")  # fmt: skip
+                        with gr.Row():
+                            map_view = gr.Plot(label="stiffness map", elem_id="stiffness-map")
+                            segment_view = gr.Plot(label="drift across and along a thin branch",
+                                                   elem_id="stiffness-segments")  # fmt: skip
                     export_button = gr.Button("Export trace, samples and HTML report", elem_id="export-button")
                     files = gr.File(label="downloads", file_count="multiple", elem_id="downloads")
         with gr.Tab("Learn"):
             build_learn_tab()
 
-        inputs = [c[name] for name in INPUTS] + [x_axis, user]
+        inputs = [c[name] for name in INPUTS] + [x_axis, colour, user]
         outputs = [status, view_a, view_b, gallery, *charts, stability, results, step, session]
         # preprocess=False: the raw values reach ``run``, which checks each one and names it in its message
         # (Gradio's own slider check would reject an API caller's value without naming the input).
@@ -302,9 +351,17 @@ def build_app(*server_models: str) -> gr.Blocks:
         # Stop: the run's stop event (it ends at its next step) and Gradio's cancel of the streaming event.
         stop_button.click(stop_run, None, None, cancels=[running, preset_run], api_name="stop", queue=False)
         # A latent model's VAE decodes when scrubbing: on ZeroGPU that needs the GPU too.
-        step.input(_gpu(scrub) if latent else scrub, [session, step, user], [status, view_a, view_b, gallery, session],
-                   api_name="scrub", trigger_mode="always_last", preprocess=False)  # fmt: skip
+        step.input(_gpu(scrub) if latent else scrub, [session, step, user, colour],
+                   [status, view_a, view_b, gallery, session], api_name="scrub", trigger_mode="always_last",
+                   preprocess=False)  # fmt: skip
         x_axis.change(redraw, [session, x_axis], charts, api_name="redraw", preprocess=False)
+        colour.change(recolour, [session, step, colour, user], [view_a, view_b, gallery], api_name="recolour",
+                      preprocess=False)  # fmt: skip
+        map_inputs, map_outputs = [c["model"], c["cls"], log_sigma, user], [map_view, segment_view, map_note]
+        stiffness_fn = functools.partial(stiffness, models=models)
+        map_draw.click(stiffness_fn, map_inputs, map_outputs, api_name="stiffness_map", preprocess=False)
+        gr.on([log_sigma.release, map_box.expand], stiffness_fn, map_inputs, map_outputs, api_name=False,
+              preprocess=False)  # fmt: skip
         export_button.click(export, [session, user], files, api_name="export")
         stein_draw.click(show_contractivity, [session, stein_step, user], stein_view, api_name="contractivity",
                          preprocess=False)  # fmt: skip

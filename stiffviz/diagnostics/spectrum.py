@@ -59,7 +59,7 @@ class ExactSpectrum:
 
     def symmetric_jacobian(self, x: torch.Tensor, sigma: float) -> torch.Tensor:
         """(J + Jᵀ)/2 with J = (I − ∂D/∂x)/σ, shape (B, d, d) (J itself for an exact denoiser)."""
-        d = x[0].numel()
+        d = x.flatten(1).shape[1]
         jd = self.jacobian(x, sigma).reshape(-1, d, d)
         j = (torch.eye(d, dtype=x.dtype, device=x.device) - jd) / sigma
         return 0.5 * (j + j.transpose(1, 2))
