@@ -219,3 +219,16 @@ def test_bad_eta_and_erk_in_the_dropins_are_named(kd, models):
     with pytest.raises(ParameterError) as error:
         skd.sample_heun(model, _start(model, sigmas), sigmas, s_churn=1.0, erk_guid=1.0, disable=True)
     assert error.value.parameter == "erk_guid"
+
+
+def test_cli_flags(capsys):
+    from stiffviz.cli import main
+
+    assert main(["sample", "--steps", "3", "--batch", "8", "--churn", "2", "--s-tmax", "50", "--s-noise", "1.003"]) == 0
+    assert "sigma_hat" in capsys.readouterr().out
+    assert main(["sample", "--steps", "3", "--batch", "8", "--solver", "euler_ancestral"]) == 0
+    assert "sigma_down" in capsys.readouterr().out
+    for args, name in ((["--s-noise", "0"], "s_noise"), (["--churn", "-1"], "churn"),
+                       (["--s-tmin", "5", "--s-tmax", "1"], "s_tmin"), (["--churn", "1", "--erk-guid", "1"], "erk_guid")):  # fmt: skip
+        assert main(["sample", *args]) == 2
+        assert capsys.readouterr().err.startswith(f"error: {name}:")

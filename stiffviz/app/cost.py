@@ -146,7 +146,9 @@ def run_passes(model, settings: Mapping[str, Any]) -> dict[str, Counter]:
     lanczos = min(config.lanczos_iterations, int(torch.Size(model.shape).numel()))
     parts: dict[str, Counter] = {name: Counter() for name in PART_PARAMETERS}
     carried = False
+    churn = config.stochastic()
     for i, (sigma, sigma_next) in enumerate(zip(sigmas, sigmas[1:])):
+        carried = carried and churn.gamma(sigma, len(sigmas) - 1) == 0.0  # a churned state has no stage to reuse
         candidate = 1 if sigma_next == 0.0 else stages  # T's passes
         through = 1 if sigma_next == 0.0 else stages - fsal  # T's passes its result depends on
         if stein is not None and sigma_next > 0.0 and stein.acts_at(sigma):

@@ -77,19 +77,23 @@ INPUT_RANGES: dict[str, tuple[float, float, bool]] = {
     "stein_gamma_min": (-10.0, 10.0, False),
     "stein_gamma_max": (-10.0, 10.0, False),
     "stein_sigma_max": (0.0, 500.0, False),  # SteinDiff acts only at σ ≤ this (500: at every σ)
+    "churn": (0.0, 100.0, False),  # EDM's S_churn (docs/math.md §11); 0: no churn
+    "s_tmin": (0.0, 500.0, False),
+    "s_tmax": (0.0, 500.0, False),  # churn acts for σ_i in [s_tmin, s_tmax] (500: at every σ)
+    "s_noise": (0.5, 2.0, False),
 }
 FLAGS = ("erk_on", "stein_on", "eig", "lte_ref", "lipschitz", "compare")  # checkboxes: true or false only
 # The page's inputs, in the order of the run endpoint's arguments.
 INPUTS = ("model", "prompt", "negative_prompt", "cls", "cfg", "autoguidance", "solver", "steps", "schedule",
           "sigma_min", "sigma_max", "rho", "erk_on", "erk_guid", "erk_con", "stein_on", "stein_probes",
           "stein_gamma_min", "stein_gamma_max", "stein_sigma_max",
-          "eig", "lte_ref", "lipschitz", "seed", "batch", "compare", "path")  # fmt: skip
+          "eig", "lte_ref", "lipschitz", "seed", "batch", "compare", "path", "churn", "s_tmin", "s_tmax", "s_noise")  # fmt: skip
 DEFAULTS: dict[str, Any] = dict(
     model="tree", prompt="", negative_prompt="", cls=NO_CLASS, cfg=1.0, autoguidance=1.0, solver="heun", steps=6,
     schedule="karras", sigma_min=0.002, sigma_max=80.0, rho=7.0, erk_on=True, erk_guid=1.0, erk_con=0.5, stein_on=False,
     stein_probes=5, stein_gamma_min=1.0, stein_gamma_max=3.0, stein_sigma_max=500.0, eig=True, lte_ref=False,
     lipschitz=False,
-    seed=0, batch=1024, compare=True, path="edm",
+    seed=0, batch=1024, compare=True, path="edm", churn=0.0, s_tmin=0.0, s_tmax=500.0, s_noise=1.0,
 )  # fmt: skip
 
 

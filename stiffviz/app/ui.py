@@ -72,7 +72,8 @@ def run(model: str, prompt: str, negative_prompt: str, cls: str, cfg: float, aut
         steps: int, schedule: str, sigma_min: float, sigma_max: float, rho: float, erk_on: bool, erk_guid: float,
         erk_con: float, stein_on: bool, stein_probes: int, stein_gamma_min: float, stein_gamma_max: float,
         stein_sigma_max: float, eig: bool, lte_ref: bool, lipschitz: bool, seed: int, batch: int, compare: bool,
-        path: str, x_axis: str, colour: str = "red", user: UserData | None = None, gr_request: gr.Request | None = None, *,
+        path: str, churn: float, s_tmin: float, s_tmax: float, s_noise: float,
+        x_axis: str, colour: str = "red", user: UserData | None = None, gr_request: gr.Request | None = None, *,
         models: list[str] | None = None) -> Iterator[tuple]:  # fmt: skip
     """Sample with the settings and stream the run: a frame after every step (status, views, charts, results).
 
@@ -431,6 +432,12 @@ def _controls(models: list[str], limits) -> dict[str, gr.components.Component]:
             c["stein_gamma_max"] = gr.Number(d["stein_gamma_max"], label="γ max")
             c["stein_sigma_max"] = gr.Number(d["stein_sigma_max"], label="acts at σ ≤",
                                              minimum=r["stein_sigma_max"][0], maximum=r["stein_sigma_max"][1])
+    with gr.Accordion("Stochastic sampling: EDM's churn (euler_ancestral brings its own noise)", open=False):
+        with gr.Row():
+            c["churn"] = gr.Slider(*r["churn"][:2], value=d["churn"], step=1, label="S_churn (0 = off)", elem_id="churn")
+            c["s_noise"] = gr.Slider(*r["s_noise"][:2], value=d["s_noise"], step=0.001, label="S_noise")
+            c["s_tmin"] = gr.Number(d["s_tmin"], label="acts at σ ≥", minimum=r["s_tmin"][0], maximum=r["s_tmin"][1])
+            c["s_tmax"] = gr.Number(d["s_tmax"], label="acts at σ ≤", minimum=r["s_tmax"][0], maximum=r["s_tmax"][1])
     with gr.Accordion("Costly diagnostics", open=False):
         c["eig"] = gr.Checkbox(d["eig"], label="Jacobian eigenvectors (λ₁, v₁)")
         c["lte_ref"] = gr.Checkbox(d["lte_ref"], label="reference LTE (32 RK4 sub-steps)")
