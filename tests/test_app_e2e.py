@@ -19,7 +19,7 @@ SETTINGS = DEFAULTS | dict(steps=5, batch=256, seed=3)
 # The same as stiffviz.sample settings, written out (not built by the app's parse_request).
 GUIDED_SETTINGS = dict(
     solver="heun", steps=5, batch=256, seed=3, schedule="karras", sigma_min=0.002, sigma_max=80.0, rho=7.0, cls=None,
-    cfg=1.0, autoguidance=1.0, erk_guid=1.0, erk_con=0.5, stein=False, stein_probes=5, stein_gamma_min=1.0,
+    cfg=1.0, autoguidance=1.0, erk_guid=1.0, erk_con=0.1, stein=False, stein_probes=5, stein_gamma_min=1.0,
     stein_gamma_max=3.0, stein_sigma_max=500.0, eig=True, lte_ref=False, lipschitz=False,
 )  # fmt: skip
 

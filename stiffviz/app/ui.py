@@ -37,7 +37,7 @@ from .stiffness_view import LOG_SIGMA, stiffness_view
 from .userdata import UserData, block as user_data_block, lookup, models_for
 from .requests import (
     DEFAULTS, INPUT_RANGES, INPUTS, MAX_PROMPT, NO_CLASS, ModelLimits, available_models, choice, limits_for,
-    limits_table, nfe_text, number, parse_request, paths_for, schedules_for,
+    limits_table, nfe_text, number, parse_request, paths_for, schedules_for, w_con_for,
 )  # fmt: skip
 
 CONCURRENCY_LIMIT = 2  # runs at once per event; more requests wait in the queue
@@ -72,7 +72,7 @@ def run(model: str, prompt: str, negative_prompt: str, cls: str, cfg: float, aut
         steps: int, schedule: str, sigma_min: float, sigma_max: float, rho: float, erk_on: bool, erk_guid: float,
         erk_con: float, stein_on: bool, stein_probes: int, stein_gamma_min: float, stein_gamma_max: float,
         stein_sigma_max: float, eig: bool, lte_ref: bool, lipschitz: bool, seed: int, batch: int, compare: bool,
-        path: str, churn: float, s_tmin: float, s_tmax: float, s_noise: float,
+        path: str, denoise_to_zero: bool, churn: float, s_tmin: float, s_tmax: float, s_noise: float,
         x_axis: str, colour: str = "red", user: UserData | None = None, gr_request: gr.Request | None = None, *,
         models: list[str] | None = None) -> Iterator[tuple]:  # fmt: skip
     """Sample with the settings and stream the run: a frame after every step (status, views, charts, results).
@@ -373,13 +373,21 @@ def build_app(*server_models: str) -> gr.Blocks:
         c["model"].change(functools.partial(on_model_change, models=models), [c["model"], c["schedule"], user, c["path"]],
                           model_outputs,
                           api_name=False, preprocess=False)  # fmt: skip  (raw names: the handler checks them)
-        nfe_inputs = [c["solver"], c["steps"], c["cfg"], c["autoguidance"]]
-        for name in ("solver", "steps", "cfg", "autoguidance"):
+        nfe_inputs = [c["solver"], c["steps"], c["cfg"], c["autoguidance"], c["denoise_to_zero"]]
+        for name in ("solver", "steps", "cfg", "autoguidance", "denoise_to_zero"):
             c[name].change(nfe_text, nfe_inputs, c["nfe"], api_name=False)
+        for name in ("steps", "denoise_to_zero"):  # w_con follows the step count (the authors' values)
+            c[name].change(_w_con, [c["steps"], c["denoise_to_zero"]], c["erk_con"], api_name=False)
         gr.on([c[name].change for name in INPUTS], functools.partial(_cost_note, models=models),
               [c[name] for name in INPUTS] + [user], cost_md, api_name=False, preprocess=False)  # fmt: skip
         sessions.install(app)  # a session's runs and files go when it ends or idles (see sessions.py)
     return app
+
+
+def _w_con(steps: Any, denoise_to_zero: Any):
+    """The w_con slider after a change of steps: the authors' value for the step count."""
+    value = w_con_for(steps, denoise_to_zero)
+    return gr.update() if value is None else value
 
 
 def _cost_note(*values: Any, models: list[str]) -> str:
@@ -419,6 +427,9 @@ def _controls(models: list[str], limits) -> dict[str, gr.components.Component]:
             c["sigma_min"] = gr.Number(d["sigma_min"], label="σ_min", minimum=r["sigma_min"][0], maximum=r["sigma_min"][1])
             c["sigma_max"] = gr.Number(d["sigma_max"], label="σ_max", minimum=r["sigma_max"][0], maximum=r["sigma_max"][1])
             c["rho"] = gr.Number(d["rho"], label="ρ (Karras)", minimum=r["rho"][0], maximum=r["rho"][1])
+        c["denoise_to_zero"] = gr.Checkbox(d["denoise_to_zero"], elem_id="denoise-to-zero",
+                                           label="denoise to zero: end with the Euler step to σ = 0 (off: the authors' "
+                                                 "diff-sampler grid, N = steps levels to σ_min, N − 1 steps)")  # fmt: skip
     with gr.Group():
         c["erk_on"] = gr.Checkbox(d["erk_on"], label="ERK-Guid (error as a guidance signal)", elem_id="erk-on")
         with gr.Row():
