@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, fields
 
 import torch
 
+from .adaptive import ATOL, RTOL, check_adaptive
 from .diagnostics.ground_truth import DiagnosticOptions
 from .errors import ParameterError, check_finite
 from .guidance.erk import ErkGuid, default_erk_con
@@ -79,6 +80,10 @@ class SampleConfig(DiagnosticOptions):
     stein_gamma_max: float = 3.0
     stein_sigma_min: float = 0.0
     stein_sigma_max: float | None = None  # None: no upper limit
+    # Adaptive steps (docs/math.md §12): ``steps`` then caps the attempted steps, rejected ones included
+    adaptive: bool = False
+    rtol: float = RTOL
+    atol: float = ATOL
 
     def validate(self) -> "SampleConfig":
         if self.solver not in SOLVERS:
@@ -118,6 +123,7 @@ class SampleConfig(DiagnosticOptions):
             raise ParameterError("dtype", f"must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
         if self.device is not None:
             _check_device(self.device)
+        check_adaptive(self)
         self.erk(), self.stein_diff()  # each validates its fields (DiagnosticOptions did on construction)
         noise = self.stochastic()
         check_combination(noise.churn > 0 or self.solver == "euler_ancestral", self.erk_guid is not None, self.path or "edm")

@@ -29,6 +29,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .adaptive import AdaptiveSteps
 from .config import MODEL_SCHEDULE, SampleConfig
 from .diagnostics.ground_truth import DiagnosticOptions, GroundTruth, StepContext
 from .diagnostics.secant import abs_cosine, batch_norm, secant_pair, secant_stiffness
@@ -82,6 +83,7 @@ def integrate(
     seed: int = 0,
     reference: Callable[[int, torch.Generator], torch.Tensor] | None = None,
     noise: Stochastic | NoiseInjection | None = None,
+    control: AdaptiveSteps | None = None,
 ) -> tuple[torch.Tensor, Trace]:
     """Integrate dx/dσ = (x − D(x; σ))/σ along ``sigmas`` (decreasing, ≥ 0) from state ``x``.
 
@@ -89,6 +91,8 @@ def integrate(
     ``reference(n, generator)`` draws clean samples for the SteinDiff oracle. ``noise`` is EDM's
     churn, ``solver.eta`` (``euler_ancestral``) the ancestral noise, both drawn from a generator
     seeded from ``seed`` (or a prepared :class:`NoiseInjection` with its own ε; docs/math.md §11).
+    ``control`` (adaptive steps, docs/math.md §12) replaces ``sigmas``' steps by its own and judges
+    each: a rejected step is recorded and leaves x (and its first stage) as they were.
     Returns the final state (the last finite one if the run diverged) and the trace.
     """
     sig = [float(s) for s in sigmas]
@@ -101,13 +105,13 @@ def integrate(
         diagnostics_generator = torch.Generator().manual_seed(seed + GROUND_TRUTH_SEED_OFFSET)
         ground_truth = GroundTruth(options, denoise, solver, diagnostics_generator, reference)
     injection = noise if isinstance(noise, NoiseInjection) else noise_injection(noise, solver, len(sig) - 1, x, seed)
-    check_combination(injection is not None, erk is not None)
+    check_combination(injection is not None, erk is not None, adaptive=control is not None)
     trace = Trace(dict(config or {}), sig)
     evaluate = Evaluator(denoise)
     history: list[StepResult] = []
     carried: Stage | None = None
     start = time.perf_counter()
-    for i, (sigma, sigma_next) in enumerate(zip(sig, sig[1:])):
+    for i, (sigma, sigma_next) in enumerate(zip(sig, sig[1:]) if control is None else control):
         record = {"i": i, "sigma": sigma, "sigma_next": sigma_next, "nfe": 0}
         if injection is not None:  # the deterministic part: from σ̂_i (churn), to σ_down (ancestral)
             x, sigma, sigma_next = injection.before(record, x, sigma, sigma_next)
@@ -127,6 +131,12 @@ def integrate(
         stiffness = secant_stiffness(pair) if pair is not None else None
         if options.diagnostics:
             _record_cheap(record, step, stiffness, sigma - sigma_next)
+        if control is not None and not control.accept(record, x, step):  # rejected: x and its first stage stay
+            record["nfe"], carried = evaluate.calls, first
+            trace.steps.append(record)
+            if on_step is not None:
+                on_step(record, x, first.denoised)
+            continue
         x_next, carried, gamma = step.x, step.next_stage, 1.0
         if stein_here:
             gamma = stein.clip(gamma_raw)
@@ -157,6 +167,8 @@ def integrate(
         history.append(step)
         del history[:-HISTORY_KEPT]
         x = x_next
+    if control is not None:
+        trace.sigmas = control.sigmas
     trace.summary = _summary(trace, time.perf_counter() - start)
     return x, trace
 
@@ -292,6 +304,8 @@ def sample(model: str | Denoiser = "tree", on_step: OnStep | None = None, **sett
     check_combination(config.churn > 0 or config.solver == "euler_ancestral", False, path)
     denoise = path_denoiser(guided_denoiser(model, cond, config.cfg, config.autoguidance, uncond=uncond), path, native)
     sigmas = sampling_grid(model, config)
+    control = AdaptiveSteps(sigmas, get_solver(config.solver), config.rtol, config.atol, config.steps) \
+        if config.adaptive else None  # fmt: skip
     x = initial_noise(tuple(model.shape), config.batch, config.seed, Path(path).noise_std(float(sigmas[0])), dtype, device)
     reference = None
     if hasattr(model, "sample_reference"):
@@ -300,4 +314,5 @@ def sample(model: str | Denoiser = "tree", on_step: OnStep | None = None, **sett
                                  "path": path}  # fmt: skip
     with torch.no_grad():
         return integrate(denoise, sigmas, x, get_solver(config.solver), config.erk(), config.diagnostic_options(),
-                         on_step, record, config.stein_diff(), config.seed, reference, config.stochastic())  # fmt: skip
+                         on_step, record, config.stein_diff(), config.seed, reference, config.stochastic(),
+                         control=control)  # fmt: skip

@@ -3,7 +3,9 @@
 Each step holds ``i``, ``sigma``, ``sigma_next``, the cumulative ``nfe``, the step's
 ``stability_boundary`` and, for the diagnostics that were computed, one value per sample
 (``PER_SAMPLE_FIELDS``) or one per batch (``BATCH_FIELDS``; among them a stochastic run's
-``sigma_hat`` = σ̂_i of churn and an ancestral step's ``sigma_down``/``sigma_up``, docs/math.md §11). A diagnostic that was not
+``sigma_hat`` = σ̂_i of churn and an ancestral step's ``sigma_down``/``sigma_up``, docs/math.md §11); an adaptive
+run's ``accepted`` and ``lte_ratio``, docs/math.md §12: its rejected attempts are steps too, with
+``accepted`` False, x unchanged and their evaluations in ``nfe``). A diagnostic that was not
 computed is absent; in JSON a non-finite number (from a diverging step) is written as null.
 """
 
@@ -28,7 +30,8 @@ PER_SAMPLE_FIELDS = (
     "align_cos_est", "align_cos_true", "align_cos_ref", "align_cos_vhat", "erk_active", "erk_correction",
     "lipschitz",
 )  # fmt: skip
-BATCH_FIELDS = ("stein_gamma", "stein_gamma_raw", "stein_gamma_oracle", "sigma_hat", "sigma_down", "sigma_up")
+BATCH_FIELDS = ("stein_gamma", "stein_gamma_raw", "stein_gamma_oracle", "sigma_hat", "sigma_down", "sigma_up",
+                "accepted", "lte_ratio")  # adaptive steps (docs/math.md §12): False on a rejected step, ε
 
 
 def _json_value(value: Any) -> Any:

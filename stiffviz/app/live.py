@@ -89,9 +89,11 @@ class RunRecord:
         return max(len(self.states) - 1, 0)
 
     def sigma(self, k: int) -> float:
-        """σ_k, the noise level of ``states[k]``."""
+        """σ_k, the noise level of ``states[k]`` (a rejected adaptive step leaves the state at its σ)."""
         steps = self.trace.steps
-        return steps[k - 1]["sigma_next"] if k else steps[0]["sigma"] if steps else math.nan
+        if not k:
+            return steps[0]["sigma"] if steps else math.nan
+        return steps[k - 1]["sigma_next" if steps[k - 1].get("accepted", True) else "sigma"]
 
 
 @dataclass

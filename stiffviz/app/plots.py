@@ -21,7 +21,7 @@ from ..trace import Trace
 
 CHARTS = {
     "stiffness": (("stiffness", "ρ̂ (secant)"), ("stiffness_z", "z = |h| ρ̂")),
-    "lte": (("lte", "‖e‖ embedded"), ("lte_ref", "‖e*‖ reference")),
+    "lte": (("lte", "‖e‖ embedded"), ("lte_ref", "‖e*‖ reference"), ("lte_ratio", "ε scaled (adaptive: accept ≤ 1)")),
     "alignment": (("align_cos_est", "|cos(e, v̂)|"), ("align_cos_true", "|cos(e, v₁)|"),
                   ("align_cos_ref", "|cos(e*, v₁)|"), ("align_cos_vhat", "|cos(v̂, v₁)|")),
     "stein": (("stein_gamma", "γ applied"), ("stein_gamma_raw", "γ raw"), ("stein_gamma_oracle", "γ* oracle")),
@@ -65,6 +65,13 @@ def _x(trace: Trace, axis: str) -> np.ndarray:
     return compact(trace.column("sigma")) if axis == "sigma" else trace.column("i").astype(np.int32)
 
 
+def _markers(trace: Trace) -> dict:
+    """Marker symbols per step: filled, hollow where an adaptive run rejected the step (docs/math.md §12)."""
+    if "accepted" not in trace.fields():
+        return {}
+    return dict(symbol=np.where(trace.column("accepted") == 0.0, "circle-open", "circle").tolist(), size=7)
+
+
 def _rgba(hex_colour: str, alpha: float) -> str:
     r, g, b = (int(hex_colour[k : k + 2], 16) for k in (1, 3, 5))
     return f"rgba({r},{g},{b},{alpha})"
@@ -89,7 +96,7 @@ def trace_figure(chart: str, runs: Mapping[str, Trace], x_axis: str = "step") ->
             legend = f"{name} · {label}" if len(runs) > 1 else name
             if column.ndim == 1:
                 traces.append(go.Scatter(x=x, y=compact(column), name=legend, mode="lines+markers",
-                                         line=dict(color=colour, dash=dash)))  # fmt: skip
+                                         line=dict(color=colour, dash=dash), marker=_markers(trace)))  # fmt: skip
                 continue
             low, mid, high = map(compact, quartiles(column))
             group = f"{field}-{label}"
@@ -98,7 +105,7 @@ def trace_figure(chart: str, runs: Mapping[str, Trace], x_axis: str = "step") ->
             traces.append(go.Scatter(x=x, y=low, mode="lines", line=dict(width=0), fill="tonexty",
                                      fillcolor=_rgba(colour, 0.15), showlegend=False, legendgroup=group,
                                      hoverinfo="skip"))  # fmt: skip
-            traces.append(go.Scatter(x=x, y=mid, name=legend, mode="lines+markers",
+            traces.append(go.Scatter(x=x, y=mid, name=legend, mode="lines+markers", marker=_markers(trace),
                                      line=dict(color=colour, dash=dash), legendgroup=group))  # fmt: skip
         if chart == "stiffness" and "stiffness_z" in trace.fields():
             traces.append(go.Scatter(x=x, y=compact(trace.column("stability_boundary")), mode="lines",
@@ -108,8 +115,10 @@ def trace_figure(chart: str, runs: Mapping[str, Trace], x_axis: str = "step") ->
     if not traces:
         fig.add_annotation(text=f"not recorded in this run: turn on {HINTS[chart]}", showarrow=False,
                            x=0.5, y=0.5, xref="paper", yref="paper", font=dict(color="grey"))  # fmt: skip
+    rejected = any("accepted" in t.fields() and (t.column("accepted") == 0.0).any() for t in runs.values())
     fig.update_layout(
-        title=TITLES[chart] + "<br><sup>lines: median over samples; bands: interquartile range</sup>",
+        title=TITLES[chart] + "<br><sup>lines: median over samples; bands: interquartile range"
+        + ("; hollow markers: rejected adaptive steps" if rejected else "") + "</sup>",
         uirevision=chart, template=TEMPLATE, height=380, margin=dict(l=50, r=10, t=60, b=40),
         legend=dict(orientation="h", yanchor="top", y=-0.22, font=dict(size=10),
                     entrywidth=0.5, entrywidthmode="fraction"),  # two entries a row: no overlaps
