@@ -101,6 +101,12 @@ def build_parser() -> argparse.ArgumentParser:
     n_.add_argument("--s-tmin", type=float, default=DEFAULTS.s_tmin, help="churn acts for σ_i ≥ S_tmin")
     n_.add_argument("--s-tmax", type=float, default=None, help="churn acts for σ_i ≤ S_tmax (default: no limit)")
     n_.add_argument("--s-noise", type=float, default=DEFAULTS.s_noise, help="scale S_noise of the injected noise")
+    a_ = p.add_argument_group("adaptive steps (docs/math.md §12; heun, bosh3 or dpm2)")
+    a_.add_argument("--adaptive", action="store_true",
+                    help="steps chosen by a PI controller on the embedded error, from σ_max to σ_min, then to σ = 0; "
+                         "--steps caps the attempted steps (rejected ones included)")  # fmt: skip
+    a_.add_argument("--rtol", type=float, default=DEFAULTS.rtol, help="relative tolerance of the scaled error")
+    a_.add_argument("--atol", type=float, default=DEFAULTS.atol, help="absolute tolerance of the scaled error")
     p.add_argument("--metrics", action="store_true", help="print sample-quality measures against the exact model")
     p.add_argument("--trace-out", default=None, metavar="F.json", help="write the trace as JSON (a .csv name writes CSV)")
     p.add_argument("--samples-out", default=None, metavar="F.npy", help="write the final samples as a NumPy array")
@@ -129,7 +135,8 @@ def format_summary(trace: Trace, quality: dict) -> str:
     columns = ["stiffness", "stiffness_z", "lte"] + [f for f in ("lte_ref", "eig_max", "align_cos_true", "lipschitz")
                                                        if f in trace.fields()]  # fmt: skip
     medians = {name: trace.step_median(name) for name in columns}
-    batch_fields = [f for f in ("stein_gamma", "stein_gamma_raw", "stein_gamma_oracle", "sigma_hat", "sigma_down", "sigma_up")
+    batch_fields = [f for f in ("stein_gamma", "stein_gamma_raw", "stein_gamma_oracle", "sigma_hat", "sigma_down", "sigma_up",
+                                 "accepted", "lte_ratio")
                     if f in trace.fields()]  # fmt: skip
     headers = {"stiffness_z": "z", "align_cos_true": "cos(e,v1)", "stein_gamma_raw": "gamma_raw",
                "stein_gamma_oracle": "gamma*", "stein_gamma": "gamma"}  # fmt: skip
@@ -166,6 +173,7 @@ def run_sample(args: argparse.Namespace) -> int:
         stein_gamma_min=args.stein_gamma_min, stein_gamma_max=args.stein_gamma_max,
         stein_sigma_min=args.stein_sigma_min, stein_sigma_max=args.stein_sigma_max, stein_oracle=args.stein_oracle,
         churn=args.churn, s_tmin=args.s_tmin, s_tmax=args.s_tmax, s_noise=args.s_noise,
+        adaptive=args.adaptive, rtol=args.rtol, atol=args.atol,
     )  # fmt: skip
     if args.schedule_from:
         settings.update(_prescribed(args, settings))

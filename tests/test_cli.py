@@ -100,8 +100,9 @@ def test_every_flag_reaches_the_run_with_its_type(capsys):
               "--erk-guid": "0.25", "--erk-con": "0.75", "--eig-method": "power", "--eig-iters": "11",
               "--lanczos-iters": "3", "--lte-ref-substeps": "8", "--lipschitz-iters": "4", "--stein-probes": "2",
               "--stein-gamma-min": "0.5", "--stein-gamma-max": "2.5", "--stein-sigma-min": "0.1",
-              "--stein-sigma-max": "9", "--churn": "3", "--s-tmin": "0.05", "--s-tmax": "50", "--s-noise": "1.003"}  # fmt: skip
-    switches = {"--no-diagnostics", "--eig", "--lte-ref", "--lipschitz", "--stein", "--stein-oracle"}
+              "--stein-sigma-max": "9", "--churn": "3", "--s-tmin": "0.05", "--s-tmax": "50", "--s-noise": "1.003",
+              "--rtol": "0.02", "--atol": "0.001"}  # fmt: skip
+    switches = {"--no-diagnostics", "--eig", "--lte-ref", "--lipschitz", "--stein", "--stein-oracle", "--adaptive"}
     negations = {"--denoise-to-zero": "--no-denoise-to-zero"}  # on by default; the --no- form turns it off
     flags = {a.option_strings[0]: a for a in sample_flags()}
     assert set(flags) == set(values) | switches | set(negations)  # a new flag must be added here
