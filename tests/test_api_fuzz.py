@@ -32,7 +32,7 @@ from stiffviz.teaching import TEACHING_SOLVERS
 CASES = 1000
 CHOICES = {"model": ["tree", "moons"], "solver": list(SOLVERS), "schedule": ["karras", "logsnr"], "cls": [NO_CLASS],
            "path": ["edm", "vp", "flow"]}  # fmt: skip
-TEXTS = ("prompt", "negative_prompt")  # the toys read no text: only "" (or nothing) is valid
+TEXTS = ("prompt", "negative_prompt", "sigmas")  # toys read no text, the σ box no words: only "" is valid
 HUGE = 10**400
 WRONG_TYPES = ["5", "abc", "", True, False, None, [1], {"a": 1}]
 

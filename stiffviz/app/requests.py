@@ -33,7 +33,7 @@ from ..errors import ParameterError
 from ..guidance.erk import default_erk_con
 from ..models import list_models, load_model
 from ..paths import PATHS
-from ..schedules import SCHEDULES
+from ..schedules import SCHEDULES, explicit_levels
 from ..solvers import SOLVERS, nfe_for
 from .userdata import USER_DATA
 
@@ -61,6 +61,7 @@ LARGE_NETWORK = 10**7  # parameters beyond which the batch shrinks in proportion
 SMALL_NETWORK = 10**6  # parameters below which a network may take MAX_STEPS_SMALL steps
 MAX_STEPS_SMALL, MAX_STEPS_NETWORK, MAX_BATCH_NETWORK = 100, 50, 64
 MAX_PROMPT = 500  # characters, for the prompt and the negative prompt
+MAX_GRID_TEXT = 20_000  # characters of the explicit σ grid box
 
 # Numeric inputs: (low, high, integer?); the highs of steps and batch are the model's (limits_for).
 INPUT_RANGES: dict[str, tuple[float, float, bool]] = {
@@ -88,13 +89,13 @@ FLAGS = ("erk_on", "stein_on", "eig", "lte_ref", "lipschitz", "compare", "denois
 INPUTS = ("model", "prompt", "negative_prompt", "cls", "cfg", "autoguidance", "solver", "steps", "schedule",
           "sigma_min", "sigma_max", "rho", "erk_on", "erk_guid", "erk_con", "stein_on", "stein_probes",
           "stein_gamma_min", "stein_gamma_max", "stein_sigma_max",
-          "eig", "lte_ref", "lipschitz", "seed", "batch", "compare", "path", "denoise_to_zero", "churn", "s_tmin", "s_tmax", "s_noise")  # fmt: skip
+          "eig", "lte_ref", "lipschitz", "seed", "batch", "compare", "path", "denoise_to_zero", "churn", "s_tmin", "s_tmax", "s_noise", "sigmas")  # fmt: skip
 DEFAULTS: dict[str, Any] = dict(
     model="tree", prompt="", negative_prompt="", cls=NO_CLASS, cfg=1.0, autoguidance=1.0, solver="heun", steps=6,
     schedule="karras", sigma_min=0.002, sigma_max=80.0, rho=7.0, erk_on=True, erk_guid=1.0, erk_con=default_erk_con(6), stein_on=False,
     stein_probes=5, stein_gamma_min=1.0, stein_gamma_max=3.0, stein_sigma_max=500.0, eig=True, lte_ref=False,
     lipschitz=False,
-    seed=0, batch=1024, compare=True, path="edm", denoise_to_zero=True, churn=0.0, s_tmin=0.0, s_tmax=500.0, s_noise=1.0,
+    seed=0, batch=1024, compare=True, path="edm", denoise_to_zero=True, churn=0.0, s_tmin=0.0, s_tmax=500.0, s_noise=1.0, sigmas="",
 )  # fmt: skip
 
 
@@ -253,6 +254,23 @@ def w_con_for(steps: Any, denoise_to_zero: Any = True) -> float | None:
         return None
 
 
+def explicit_sigmas(value: Any, limits: ModelLimits) -> tuple[float, ...] | None:
+    """The explicit σ grid box (docs/math.md §13): text of comma-separated numbers, strictly
+    decreasing, positive but for an optional final 0, at most the model's step limit of positive
+    levels; empty (or nothing) for the schedule's grid (None)."""
+    if value is None or isinstance(value, str) and not value.strip():
+        return None
+    if not isinstance(value, str) or len(value) > MAX_GRID_TEXT:
+        raise ParameterError("sigmas", f"must be text of at most {MAX_GRID_TEXT:,} characters: comma-separated "
+                                       f"numbers such as 80, 5, 0.5, 0.002 (or empty), got {shown(value)}")  # fmt: skip
+    try:
+        levels = [float(part) for part in value.split(",")]
+    except ValueError:
+        raise ParameterError("sigmas", f"must be comma-separated numbers such as 80, 5, 0.5, 0.002 (or empty), "
+                                       f"got {shown(value)}") from None  # fmt: skip
+    return explicit_levels(levels, limits.max_steps)
+
+
 def parse_request(values: Mapping[str, Any], models: list[str], lookup: Callable[[str], Any] = load_model) -> Request:
     """Check the page's inputs (by name, see ``INPUTS``) and turn them into a :class:`Request`.
 
@@ -277,6 +295,9 @@ def parse_request(values: Mapping[str, Any], models: list[str], lookup: Callable
         eig=flags["eig"], lte_ref=flags["lte_ref"], lipschitz=flags["lipschitz"], denoise_to_zero=flags["denoise_to_zero"],
         **{key: numeric[key] for key in INPUT_RANGES if key != "erk_guid"},
     )  # fmt: skip
+    grid = explicit_sigmas(values["sigmas"], limits)
+    if grid is not None:  # an explicit grid: its levels are the steps (schedule, σ range and ρ unused)
+        settings.update(sigmas=grid, steps=len(grid))
     if getattr(model, "text_conditioned", False):
         settings.update(prompt=prompts["prompt"], negative_prompt=prompts["negative_prompt"] or None)
     return Request(name, settings, flags["compare"])

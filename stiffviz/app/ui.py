@@ -23,6 +23,7 @@ import torch
 from ..config import MODEL_SCHEDULE
 from ..errors import ParameterError
 from ..models import list_models, load_model
+from ..prescribe import DEFAULT_TARGET, RULES, check_matches, prescribe
 from ..solvers import SOLVERS
 from . import api, contractivity, frames, sessions
 from .cost import admit, cost_note, timing_for
@@ -36,7 +37,7 @@ from .report import write_exports
 from .stiffness_view import LOG_SIGMA, stiffness_view
 from .userdata import UserData, block as user_data_block, lookup, models_for
 from .requests import (
-    DEFAULTS, INPUT_RANGES, INPUTS, MAX_PROMPT, NO_CLASS, ModelLimits, available_models, choice, limits_for,
+    DEFAULTS, INPUT_RANGES, INPUTS, MAX_GRID_TEXT, MAX_PROMPT, NO_CLASS, ModelLimits, available_models, choice, limits_for,
     limits_table, nfe_text, number, parse_request, paths_for, schedules_for, w_con_for,
 )  # fmt: skip
 
@@ -72,7 +73,7 @@ def run(model: str, prompt: str, negative_prompt: str, cls: str, cfg: float, aut
         steps: int, schedule: str, sigma_min: float, sigma_max: float, rho: float, erk_on: bool, erk_guid: float,
         erk_con: float, stein_on: bool, stein_probes: int, stein_gamma_min: float, stein_gamma_max: float,
         stein_sigma_max: float, eig: bool, lte_ref: bool, lipschitz: bool, seed: int, batch: int, compare: bool,
-        path: str, denoise_to_zero: bool, churn: float, s_tmin: float, s_tmax: float, s_noise: float,
+        path: str, denoise_to_zero: bool, churn: float, s_tmin: float, s_tmax: float, s_noise: float, sigmas: str,
         x_axis: str, colour: str = "red", user: UserData | None = None, gr_request: gr.Request | None = None, *,
         models: list[str] | None = None) -> Iterator[tuple]:  # fmt: skip
     """Sample with the settings and stream the run: a frame after every step (status, views, charts, results).
@@ -107,6 +108,31 @@ def run(model: str, prompt: str, negative_prompt: str, cls: str, cfg: float, aut
     finally:
         STOPS.end(key, stop)
         release_memory()
+
+
+RUN_SETTINGS = ("model", "solver", "path", "denoise_to_zero")  # the page's, compared with the recorded run's
+
+
+def prescribed(session: Session | None, rule: Any, target: Any, model: Any, solver: Any, path: Any = "edm",
+               denoise_to_zero: Any = True) -> tuple:  # fmt: skip
+    """The rerun button's first half: the σ grid :func:`stiffviz.prescribe.prescribe` proposes (``rule``
+    "lte" or "stability" with ``target``) from the session's finished run (the request's own, not its
+    unguided twin), as the σ box's text, and the steps slider at its number of levels. The page's model,
+    solver, path and end convention must be the run's (a grid is prescribed for them); every refusal is a
+    :class:`gr.Error` naming the parameter."""
+    if session is None or not session.done:
+        raise gr.Error(f"prescribe: {NO_RUN_YET} there is no recorded run to prescribe from yet.", print_exception=False)
+    record = session.runs.get(session.plan()[0][0])
+    if record is None or record.samples is None:
+        raise gr.Error("prescribe: the last run did not finish, so it cannot prescribe: " + step_status(session),
+                       print_exception=False)  # fmt: skip
+    page = dict(zip(RUN_SETTINGS, (model, solver, path, denoise_to_zero)))
+    if page["model"] != session.request.model:
+        raise gr.Error(f"model: the last run sampled {session.request.model!r}, the page now says {page['model']!r}; "
+                       "run the new model first, then prescribe from it", print_exception=False)  # fmt: skip
+    _checked(lambda: check_matches(record.trace, "prescribe", **{k: page[k] for k in RUN_SETTINGS[1:]}))
+    result = _checked(prescribe, record.trace, rule, target, "prescribe")
+    return ", ".join(repr(s) for s in result.sigmas), len(result.sigmas)
 
 
 def stop_run(gr_request: gr.Request | None = None) -> None:
@@ -278,6 +304,11 @@ def build_app(*server_models: str) -> gr.Blocks:
                     with gr.Row():
                         run_button = gr.Button("Run", variant="primary", elem_id="run-button")
                         stop_button = gr.Button("Stop", variant="stop", elem_id="stop-button")
+                    with gr.Row():  # display options of the rerun button, not run inputs
+                        rule = gr.Radio(list(RULES), value="lte", label="prescribed schedule's rule", elem_id="rule")
+                        target = gr.Number(DEFAULT_TARGET, label="stability target z/B", minimum=0.01, maximum=1.0,
+                                           elem_id="target")  # fmt: skip
+                    rerun_button = gr.Button("Rerun with the prescribed schedule", elem_id="rerun-button")
                     cost_md = gr.Markdown(cost_note(DEFAULTS, models, _model), elem_id="cost")
                     limits_note = gr.Markdown(f"Limits for **tree**: at most {default_limits.max_steps} steps "
                                               f"and a batch of {default_limits.max_batch}.")  # fmt: skip
@@ -349,8 +380,15 @@ def build_app(*server_models: str) -> gr.Blocks:
         # preset runs (with the preset's batch): the page shows the preset's batch again once the run is over.
         preset_run.then(lambda example: PRESETS[example[0]].inputs["batch"], preset_table.dataset, c["batch"],
                         queue=False, api_visibility="private")  # fmt: skip
+        # Rerun: the grid prescribed from the session's run fills the σ box (and steps), then runs as Run does.
+        page_run = [c[name] for name in RUN_SETTINGS if name in c]
+        rerun = rerun_button.click(prescribed, [session, rule, target, *page_run], [c["sigmas"], c["steps"]],
+                                   api_name="prescribe", queue=False,
+                                   preprocess=False).success(run_fn, inputs, outputs, concurrency_id="run",
+                                                             concurrency_limit=CONCURRENCY_LIMIT, preprocess=False,
+                                                             api_visibility="private")  # fmt: skip
         # Stop: the run's stop event (it ends at its next step) and Gradio's cancel of the streaming event.
-        stop_button.click(stop_run, None, None, cancels=[running, preset_run], api_name="stop", queue=False)
+        stop_button.click(stop_run, None, None, cancels=[running, preset_run, rerun], api_name="stop", queue=False)
         # A latent model's VAE decodes when scrubbing: on ZeroGPU that needs the GPU too.
         step.input(_gpu(scrub) if latent else scrub, [session, step, user, colour],
                    [status, view_a, view_b, gallery, session], api_name="scrub", trigger_mode="always_last",
@@ -427,6 +465,9 @@ def _controls(models: list[str], limits) -> dict[str, gr.components.Component]:
             c["sigma_min"] = gr.Number(d["sigma_min"], label="σ_min", minimum=r["sigma_min"][0], maximum=r["sigma_min"][1])
             c["sigma_max"] = gr.Number(d["sigma_max"], label="σ_max", minimum=r["sigma_max"][0], maximum=r["sigma_max"][1])
             c["rho"] = gr.Number(d["rho"], label="ρ (Karras)", minimum=r["rho"][0], maximum=r["rho"][1])
+        c["sigmas"] = gr.Textbox(d["sigmas"], elem_id="sigmas", max_length=MAX_GRID_TEXT,
+                                 label="explicit σ grid: comma-separated levels, decreasing (replaces the schedule, "
+                                       "σ_min, σ_max, ρ and steps; empty: the schedule)")  # fmt: skip
         c["denoise_to_zero"] = gr.Checkbox(d["denoise_to_zero"], elem_id="denoise-to-zero",
                                            label="denoise to zero: end with the Euler step to σ = 0 (off: the authors' "
                                                  "diff-sampler grid, N = steps levels to σ_min, N − 1 steps)")  # fmt: skip
