@@ -142,3 +142,13 @@ def check_adaptive(config) -> None:
                                       "step is not the one measured: turn it off or turn adaptive off")  # fmt: skip
     if getattr(config, "sigmas", None) is not None:
         raise ParameterError("sigmas", "an explicit grid and adaptive steps exclude each other: give one")
+
+
+def attempt_grid(grid: Sequence[float], max_attempts: int) -> list[float]:
+    """The longest run ``max_attempts`` allows, as a fixed grid: that many steps from ``grid[0]`` to
+    the smallest positive level (log-spaced), then the grid's final 0 if it has one. Counted like a
+    fixed grid, it bounds an adaptive run's cost: a rejected attempt costs at most an accepted one."""
+    levels = [float(s) for s in grid]
+    positive = torch.logspace(math.log10(levels[0]), math.log10(min(s for s in levels if s > 0)), max_attempts + 1,
+                              dtype=torch.float64).tolist()  # fmt: skip
+    return positive + [0.0] * (levels[-1] == 0.0)

@@ -172,3 +172,19 @@ def test_bad_settings_are_named(settings, parameter):
     with pytest.raises(ParameterError) as err:
         sample("tree", batch=4, **settings)
     assert err.value.parameter == parameter
+
+
+@pytest.mark.parametrize("solver, per_attempt", [("heun", 2), ("bosh3", 3)])
+def test_cost_estimate_is_an_upper_bound_from_the_attempt_cap(solver, per_attempt):
+    """The app counts ``steps`` attempts of full cost plus the step to 0: 1 + per_attempt·steps passes,
+    at least what a run (rejected attempts included) makes, and what the NFE note shows."""
+    from stiffviz import load_model
+    from stiffviz.app.cost import run_passes
+    from stiffviz.app.requests import nfe_text
+
+    model, steps = load_model("rings"), 40
+    bound = run_passes(model, dict(solver=solver, steps=steps, adaptive=True, rtol=0.01, atol=0.001))
+    assert bound["sampling"]["call"] == 1 + per_attempt * steps
+    assert nfe_text(solver, steps, adaptive=True) == f"**NFE ≤ {1 + per_attempt * steps}**"
+    _, trace = sample(model, solver=solver, steps=steps, adaptive=True, rtol=0.01, atol=0.001, batch=16)
+    assert trace.summary["nfe"] <= bound["sampling"]["call"]

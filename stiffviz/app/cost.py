@@ -24,7 +24,9 @@ T' reach its result (S − 1 for bosh3, whose last pass sits at the result and o
     lipschitz  T calls + (n + 1) · T jvp + n · T' backward (n power iterations)
     oracle     T calls (steps to σ > 0)
 
-and ``compare`` adds the unguided twin, counted the same way at its own settings. SteinDiff's
+and ``compare`` adds the unguided twin, counted the same way at its own settings. An adaptive run
+(docs/math.md §12) is counted on the longest grid its cap allows: ``steps`` attempts to σ_min,
+then the step to 0; a rejected attempt costs at most an accepted one, so this is an upper bound. SteinDiff's
 γ is not known in advance; the count assumes γ ≠ 1 (an upper bound: only bosh3 can reuse a stage).
 
 Model-call equivalents weigh each kind by its time relative to one call, and seconds are
@@ -51,6 +53,7 @@ from typing import Any, Callable, Mapping
 
 import torch
 
+from ..adaptive import attempt_grid
 from ..config import SampleConfig
 from ..diagnostics.autodiff import jvp
 from ..diagnostics.spectrum import ExactSpectrum
@@ -134,6 +137,8 @@ def run_passes(model, settings: Mapping[str, Any]) -> dict[str, Counter]:
     of ``model`` with ``settings`` (its keyword settings); see the module docstring."""
     config = SampleConfig(model=getattr(model, "name", "model"), **settings).validate()
     sigmas = [float(s) for s in sampling_grid(model, config)]
+    if config.adaptive:  # every attempt the cap allows (an upper bound, rejected attempts included)
+        sigmas = attempt_grid(sigmas, config.steps)
     terms = _terms(model, config.cfg, config.autoguidance)
     n = len(terms)
     own = sum(hasattr(m, "denoiser_jvp") for m in terms)

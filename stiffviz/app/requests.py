@@ -34,6 +34,7 @@ from ..guidance.erk import default_erk_con
 from ..models import list_models, load_model
 from ..paths import PATHS
 from ..schedules import SCHEDULES, explicit_levels
+from ..adaptive import ATOL, RTOL
 from ..solvers import SOLVERS, nfe_for
 from .userdata import USER_DATA
 
@@ -83,19 +84,21 @@ INPUT_RANGES: dict[str, tuple[float, float, bool]] = {
     "s_tmin": (0.0, 500.0, False),
     "s_tmax": (0.0, 500.0, False),  # churn acts for σ_i in [s_tmin, s_tmax] (500: at every σ)
     "s_noise": (0.5, 2.0, False),
+    "rtol": (1e-6, 1.0, False),  # adaptive steps' tolerances (docs/math.md §12)
+    "atol": (1e-6, 1.0, False),
 }
-FLAGS = ("erk_on", "stein_on", "eig", "lte_ref", "lipschitz", "compare", "denoise_to_zero")  # checkboxes: true or false only
+FLAGS = ("erk_on", "stein_on", "eig", "lte_ref", "lipschitz", "compare", "denoise_to_zero", "adaptive")  # checkboxes: true or false only
 # The page's inputs, in the order of the run endpoint's arguments.
 INPUTS = ("model", "prompt", "negative_prompt", "cls", "cfg", "autoguidance", "solver", "steps", "schedule",
           "sigma_min", "sigma_max", "rho", "erk_on", "erk_guid", "erk_con", "stein_on", "stein_probes",
           "stein_gamma_min", "stein_gamma_max", "stein_sigma_max",
-          "eig", "lte_ref", "lipschitz", "seed", "batch", "compare", "path", "denoise_to_zero", "churn", "s_tmin", "s_tmax", "s_noise", "sigmas")  # fmt: skip
+          "eig", "lte_ref", "lipschitz", "seed", "batch", "compare", "path", "denoise_to_zero", "churn", "s_tmin", "s_tmax", "s_noise", "adaptive", "rtol", "atol", "sigmas")  # fmt: skip
 DEFAULTS: dict[str, Any] = dict(
     model="tree", prompt="", negative_prompt="", cls=NO_CLASS, cfg=1.0, autoguidance=1.0, solver="heun", steps=6,
     schedule="karras", sigma_min=0.002, sigma_max=80.0, rho=7.0, erk_on=True, erk_guid=1.0, erk_con=default_erk_con(6), stein_on=False,
     stein_probes=5, stein_gamma_min=1.0, stein_gamma_max=3.0, stein_sigma_max=500.0, eig=True, lte_ref=False,
     lipschitz=False,
-    seed=0, batch=1024, compare=True, path="edm", denoise_to_zero=True, churn=0.0, s_tmin=0.0, s_tmax=500.0, s_noise=1.0, sigmas="",
+    seed=0, batch=1024, compare=True, path="edm", denoise_to_zero=True, churn=0.0, s_tmin=0.0, s_tmax=500.0, s_noise=1.0, adaptive=False, rtol=RTOL, atol=ATOL, sigmas="",
 )  # fmt: skip
 
 
@@ -293,6 +296,7 @@ def parse_request(values: Mapping[str, Any], models: list[str], lookup: Callable
         solver=values["solver"], schedule=values["schedule"], path=values["path"], cls=_class(values["cls"], model, name),
         erk_guid=numeric["erk_guid"] if flags["erk_on"] else None, stein=flags["stein_on"],
         eig=flags["eig"], lte_ref=flags["lte_ref"], lipschitz=flags["lipschitz"], denoise_to_zero=flags["denoise_to_zero"],
+        adaptive=flags["adaptive"],
         **{key: numeric[key] for key in INPUT_RANGES if key != "erk_guid"},
     )  # fmt: skip
     grid = explicit_sigmas(values["sigmas"], limits)
@@ -303,14 +307,16 @@ def parse_request(values: Mapping[str, Any], models: list[str], lookup: Callable
     return Request(name, settings, flags["compare"])
 
 
-def nfe_text(solver: str, steps: Any, cfg: Any = 1.0, autoguidance: Any = 1.0, denoise_to_zero: Any = True) -> str:
+def nfe_text(solver: str, steps: Any, cfg: Any = 1.0, autoguidance: Any = 1.0, denoise_to_zero: Any = True,
+             adaptive: Any = False) -> str:  # fmt: skip
     """'NFE = …' for ``steps`` steps of ``solver`` (``steps`` levels to σ_min, ``steps`` − 1 steps,
     without the denoise-to-zero step), and the model calls per evaluation that CFG (the
-    unconditional call) and Autoguidance (the weak model's call) add."""
+    unconditional call) and Autoguidance (the weak model's call) add. With ``adaptive``, 'NFE ≤ …':
+    ``steps`` caps the attempts to σ_min, so the count is that of ``steps`` + 1 levels (docs/math.md §12)."""
     try:
-        nfe = nfe_for(solver, int(steps), denoise_to_zero is not False)
+        nfe = nfe_for(solver, int(steps) + (adaptive is True), denoise_to_zero is not False)
         calls = 1 + (float(cfg) != 1.0) + (float(autoguidance) != 1.0)
     except (ParameterError, TypeError, ValueError, OverflowError):
         return "NFE: —"
     guided = f" × {calls} model calls per evaluation (guidance)" if calls > 1 else ""
-    return f"**NFE = {nfe}**{guided}"
+    return f"**NFE {'≤' if adaptive is True else '='} {nfe}**{guided}"

@@ -73,7 +73,8 @@ def run(model: str, prompt: str, negative_prompt: str, cls: str, cfg: float, aut
         steps: int, schedule: str, sigma_min: float, sigma_max: float, rho: float, erk_on: bool, erk_guid: float,
         erk_con: float, stein_on: bool, stein_probes: int, stein_gamma_min: float, stein_gamma_max: float,
         stein_sigma_max: float, eig: bool, lte_ref: bool, lipschitz: bool, seed: int, batch: int, compare: bool,
-        path: str, denoise_to_zero: bool, churn: float, s_tmin: float, s_tmax: float, s_noise: float, sigmas: str,
+        path: str, denoise_to_zero: bool, churn: float, s_tmin: float, s_tmax: float, s_noise: float, adaptive: bool,
+        rtol: float, atol: float, sigmas: str,
         x_axis: str, colour: str = "red", user: UserData | None = None, gr_request: gr.Request | None = None, *,
         models: list[str] | None = None) -> Iterator[tuple]:  # fmt: skip
     """Sample with the settings and stream the run: a frame after every step (status, views, charts, results).
@@ -411,8 +412,8 @@ def build_app(*server_models: str) -> gr.Blocks:
         c["model"].change(functools.partial(on_model_change, models=models), [c["model"], c["schedule"], user, c["path"]],
                           model_outputs,
                           api_name=False, preprocess=False)  # fmt: skip  (raw names: the handler checks them)
-        nfe_inputs = [c["solver"], c["steps"], c["cfg"], c["autoguidance"], c["denoise_to_zero"]]
-        for name in ("solver", "steps", "cfg", "autoguidance", "denoise_to_zero"):
+        nfe_inputs = [c["solver"], c["steps"], c["cfg"], c["autoguidance"], c["denoise_to_zero"], c["adaptive"]]
+        for name in ("solver", "steps", "cfg", "autoguidance", "denoise_to_zero", "adaptive"):
             c[name].change(nfe_text, nfe_inputs, c["nfe"], api_name=False)
         for name in ("steps", "denoise_to_zero"):  # w_con follows the step count (the authors' values)
             c[name].change(_w_con, [c["steps"], c["denoise_to_zero"]], c["erk_con"], api_name=False)
@@ -490,6 +491,11 @@ def _controls(models: list[str], limits) -> dict[str, gr.components.Component]:
             c["s_noise"] = gr.Slider(*r["s_noise"][:2], value=d["s_noise"], step=0.001, label="S_noise")
             c["s_tmin"] = gr.Number(d["s_tmin"], label="acts at σ ≥", minimum=r["s_tmin"][0], maximum=r["s_tmin"][1])
             c["s_tmax"] = gr.Number(d["s_tmax"], label="acts at σ ≤", minimum=r["s_tmax"][0], maximum=r["s_tmax"][1])
+    with gr.Accordion("Adaptive steps: a PI controller on the embedded error (heun, bosh3, dpm2)", open=False):
+        with gr.Row():
+            c["adaptive"] = gr.Checkbox(d["adaptive"], label="adaptive (steps then caps the attempts)", elem_id="adaptive")
+            c["rtol"] = gr.Number(d["rtol"], label="rtol", minimum=r["rtol"][0], maximum=r["rtol"][1])
+            c["atol"] = gr.Number(d["atol"], label="atol", minimum=r["atol"][0], maximum=r["atol"][1])
     with gr.Accordion("Costly diagnostics", open=False):
         c["eig"] = gr.Checkbox(d["eig"], label="Jacobian eigenvectors (λ₁, v₁)")
         c["lte_ref"] = gr.Checkbox(d["lte_ref"], label="reference LTE (32 RK4 sub-steps)")
