@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.findings import fmt
 from stiffviz import load_model, sample
 from stiffviz.metrics import sliced_wasserstein
 from stiffviz.prescribe import DEFAULT_TARGET, prescribe
@@ -100,10 +101,6 @@ def rows_for(model, steps: int, seed: int, batch: int) -> dict[str, dict]:
         prescription = prescribe(rows["karras"]["trace"], rule, DEFAULT_TARGET)
         rows[rule] = run(model, seed, batch, sigmas=prescription.sigmas) | dict(feasible=prescription.feasible)
     return rows
-
-
-def fmt(value, spec: str) -> str:
-    return "-" if value is None or not math.isfinite(float(value)) else format(value, spec)
 
 
 def front(points: list[tuple[int, float, str]]) -> set[str]:
