@@ -105,6 +105,22 @@ def check_sampler_and_learn(page, wire) -> None:
     for elem_id in FILLED[:3]:
         assert browser.plot_traces(page, f"#{elem_id}") > 0, f"#{elem_id} has no drawn trace against σ"
 
+    # The particle colour: the views again, each particle coloured by its stiffness index on a colour bar.
+    page.locator("#particle-colour label", has_text="stiffness index").click()
+    page.wait_for_function(
+        "() => ['#view-a', '#view-b'].every(s => (document.querySelector(`${s} .js-plotly-plot`)?.data ?? [])"
+        ".some(t => t.marker?.showscale))", timeout=30_000,
+    )  # fmt: skip
+    # The stiffness map: opening its accordion draws ρ(J) over the plane and the branch's segments.
+    page.get_by_text("Stiffness map: the authors' overview figure").click()
+    page.wait_for_function(
+        "() => document.querySelector('#stiffness-map .js-plotly-plot')?.data?.[0]?.type === 'heatmap'"
+        " && (document.querySelector('#stiffness-segments .js-plotly-plot')?.data ?? []).length > 0",
+        timeout=60_000,
+    )  # fmt: skip
+    browser.wait_idle(page)
+    assert "changes sign" in page.locator("#map-note").inner_text()
+
     # The Learn tab: every figure in it is drawn.
     browser.open_tab(page, "Learn")
     page.locator("[id^=learn-] .js-plotly-plot").first.wait_for(state="visible", timeout=30_000)
