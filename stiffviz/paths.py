@@ -145,3 +145,11 @@ def path_grid(path: str, schedule: str, steps: int, sigma_min: float, sigma_max:
         ends = path_.time(torch.tensor([sigma_min, sigma_max], dtype=torch.float64)).tolist()
         return uniform_times(steps, ends[0], ends[1], shift)
     return path_.time(make_schedule(schedule, steps, sigma_min, sigma_max, rho))
+
+
+def gaussian_eigenvalue(path: str, t: float, variance: float) -> float:
+    """λ of the path drift's Jacobian at time t for data N(0, variance·I), where D(y; σ) =
+    variance/(variance + σ²)·y and J_edm = σ/(variance + σ²)·I: λ = σ′·σ/(variance + σ²) + s′/s."""
+    path_ = Path(path)
+    sigma, rate = path_.sigma(t)
+    return rate * sigma / (variance + sigma * sigma) + path_.log_scale_rate(t)

@@ -113,10 +113,10 @@ def test_tab_builds_inside_blocks_with_learn_ids_and_initial_figures():
     ids = [b.elem_id for b in demo.blocks.values() if getattr(b, "elem_id", None)]
     assert ids and all(i.startswith("learn-") for i in ids)
     plots = [b for b in demo.blocks.values() if isinstance(b, gr.Plot)]
-    assert len(plots) == 7 and all(p.value is not None for p in plots)
-    assert {"learn-stiff-sweep", "learn-stiff-stability", "learn-stiff-phase-plane", "learn-test-growth-per-step"} <= set(ids)
+    assert len(plots) == 8 and all(p.value is not None for p in plots)
+    assert {"learn-stiff-sweep", "learn-stiff-stability", "learn-stiff-phase-plane", "learn-test-growth-per-step", "learn-paths"} <= set(ids)
     (stiff,) = [d for d in demo.fns.values() if d.api_name == "learn_stiff_system"]
-    assert [o._id for o in stiff.outputs][:4] == [p._id for p in plots[3:]]  # the four figures, then the summary
+    assert [o._id for o in stiff.outputs][:4] == [p._id for p in plots[3:7]]  # the four figures, then the summary
     assert len(stiff.outputs) == 5 and isinstance(stiff.outputs[4], gr.Markdown)
     names = {d.api_name for d in demo.fns.values()}
     assert {"learn_test_equation", "learn_stiff_system"} <= names

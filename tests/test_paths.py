@@ -104,6 +104,9 @@ def test_euler_on_flow_is_the_diffusers_step(rings):
         x = x + (t_next - t) * v
     assert torch.allclose(got, x, atol=1e-10)
     assert trace.config["path"] == "flow"
+    # x_t is affine in t for a frozen D, so flow Euler is EDM's Euler (DDIM) on the mapped grid
+    edm, _ = sample(rings, path="edm", solver="euler", steps=6, batch=16, seed=5, dtype="float64")
+    assert torch.allclose(got, edm, atol=1e-10)
 
 
 @pytest.mark.parametrize("path", ["vp", "flow"])
@@ -188,3 +191,19 @@ def test_bad_path_settings_are_named(settings, name):
     with pytest.raises(ParameterError) as err:
         sample("rings", steps=4, batch=4, **settings)
     assert err.value.parameter == name
+
+
+def test_the_learn_panel_draws_h_lambda_of_the_gaussian_in_closed_form():
+    """Flow coordinates, data N(0, c²I): λ = (t − c²(1 − t))/(c²(1 − t)² + t²), derived by hand from
+    J_edm = σ/(c² + σ²), σ′ = 1/(1 − t)², s′/s = −1/(1 − t); and h·λ_edm = h·σ/(c² + σ²)."""
+    from stiffviz.app.learn import learn_paths
+
+    figure, summary = learn_paths(steps=10, variance=0.25)
+    traces = {trace.name: np.array(trace.y) for trace in figure.data}
+    sigma = np.array([(80 ** (1 / 7) + i / 9 * (0.002 ** (1 / 7) - 80 ** (1 / 7))) ** 7 for i in range(10)])
+    t = sigma / (1 + sigma)
+    h_t, h_s = np.diff(t), np.diff(sigma)  # the final step to t = 0 is left out
+    c2, t = 0.25, t[:-1]
+    assert np.allclose(traces["flow: h·λ"], h_t * (t - c2 * (1 - t)) / (c2 * (1 - t) ** 2 + t**2), rtol=1e-9)
+    assert np.allclose(traces["edm: h·λ"], h_s * sigma[:-1] / (c2 + sigma[:-1] ** 2), rtol=1e-9)
+    assert np.allclose(traces["flow: h·s′/s"], -h_t / (1 - t), rtol=1e-9) and "flow" in summary

@@ -16,11 +16,13 @@ import gradio as gr
 import numpy as np
 
 from .. import teaching
+from ..paths import PATHS, Path, gaussian_eigenvalue
+from ..schedules import karras
 from ..teaching import MAX_STEPS, TEACHING_SOLVERS, AlignmentSweep, ScalarExample, StiffSystemExample
 from .requests import real
 from .teaching_plots import (
-    alignment_figure, complex_text, growth_figure, modes_stability_figure, phase_figure, solution_figure, sweep_figure,
-    z_stability_figure,
+    alignment_figure, complex_text, growth_figure, modes_stability_figure, path_stiffness_figure, phase_figure,
+    solution_figure, sweep_figure, z_stability_figure,
 )  # fmt: skip
 
 TEST_DEFAULTS = dict(lam_re=-10.0, lam_im=0.0, h=0.21, steps=30, solver="heun")  # z = −2.1: just outside Heun's region
@@ -65,6 +67,19 @@ transient dies within the run and the error turns to v_slow (|cos| ≈ 0); as h|
 (dotted) the numerical stiff mode is barely damped and the error stays on v_stiff (|cos| → 1).
 Try h = 0.045 (hλ_stiff = −1.8, aligned all along), then h = 0.01 with 80 steps (the error turns to
 v_slow once the stiff transient has died), then h = 0.055 (outside the region: the stiff mode grows)."""
+
+PATHS_TEXT = """### 3. One ODE, other coordinates: is flow matching less stiff?
+Every Gaussian path x = s(t)·(x0 + σ(t)·ε) has the same probability-flow ODE under a change of variables
+(docs/math.md §9); the **Sampler** tab's *path* picks the coordinates the solver steps in: `edm` (x, σ),
+`vp` (x/√(1 + σ²), VP-SDE time) or `flow` (x_t = (1 − t)x0 + tε, t = σ/(1 + σ)). The drift's Jacobian
+changes with them: J_path = σ′·J_edm + (s′/s)·I. Each eigenvalue λ becomes σ′λ + s′/s (the same
+eigenvectors): the factor σ′ = dσ/dt only converts the step (h_t·σ′ ≈ h_σ), while s′/s is a shift that the
+scaling adds. ρ̂ converts the same way along the direction of its pair. The chart shows h·λ per step of a
+16-step Karras grid (the same σ's in every path) for data N(0, c²I), c² = 0.25, where λ is known exactly:
+the dotted lines are the shift h·s′/s. In flow and VP coordinates the same steps read as less stiff at large
+σ, because the shift cancels most of the EDM eigenvalue there: a lower z is partly a change of units, which is
+why Euler in flow time takes exactly the same steps as Euler in σ (DDIM) and still shows a smaller z."""
+PATHS_GRID = dict(steps=16, variance=0.25)
 
 Outputs = tuple[Any, ...]  # (figures..., Markdown summary)
 
@@ -148,6 +163,22 @@ def learn_stiff_system(lam_stiff: float, lam_slow: float, angle_deg: float, h: f
     return phase_figure(ex), alignment_figure(ex), modes_stability_figure(ex), sweep_figure(sw), _stiff_summary(ex, sw)
 
 
+def learn_paths(steps: int = PATHS_GRID["steps"], variance: float = PATHS_GRID["variance"]) -> Outputs:
+    """h·λ per step (h = t_{i+1} − t_i, λ exact for data N(0, variance·I)) on the Karras grid
+    mapped to each path, and the shift h·s′/s; the final step to t = 0 is left out."""
+    sigmas = karras(steps)[:-1]
+    z, shift = {}, {}
+    for name in PATHS:
+        path = Path(name)
+        times = path.time(karras(steps)).tolist()
+        h = np.diff(times)[:-1]
+        z[name] = h * np.array([gaussian_eigenvalue(name, t, variance) for t in times[:-2]])
+        shift[name] = h * np.array([path.log_scale_rate(t) for t in times[:-2]])
+    figure = path_stiffness_figure(sigmas.numpy()[:-1], z, shift)
+    largest = ", ".join(f"{name} {np.abs(values).max():.3g}" for name, values in z.items())
+    return figure, f"largest |h·λ| per path: {largest}"
+
+
 def _section(text: str, make_inputs: Callable[[], list], handler: Callable[..., Outputs], defaults: dict,
              plots: tuple[tuple[str, str], ...], prefix: str) -> None:  # fmt: skip
     """Controls, a summary and the ``plots`` ((label, id suffix) each, two a row) filled with
@@ -208,3 +239,7 @@ def build_learn_tab() -> None:
     _section(STIFF_TEXT, _stiff_inputs, learn_stiff_system, STIFF_DEFAULTS,
              (("phase plane", "phase-plane"), ("alignment", "alignment"), ("stability region", "stability"),
               ("alignment against h|λ_stiff| (sweep)", "sweep")), "stiff")  # fmt: skip
+    figure, summary = learn_paths()
+    gr.Markdown(PATHS_TEXT)
+    gr.Plot(value=figure, label="h·λ per step in each path", elem_id="learn-paths")
+    gr.Markdown(summary, elem_id="learn-paths-summary")

@@ -160,3 +160,18 @@ def sweep_figure(sw: AlignmentSweep) -> go.Figure:
                       xaxis=dict(title="h|λ_stiff|", range=[0, right]), uirevision="learn-sweep",
                       yaxis=dict(title="|cos(error, v_stiff)|", range=[0, 1.05]), **LAYOUT)  # fmt: skip
     return fig
+
+
+def path_stiffness_figure(sigmas: np.ndarray, z: dict[str, np.ndarray], shift: dict[str, np.ndarray]) -> go.Figure:
+    """h·λ per step against σ_i for each path (``z``), with the part the scaling adds, h·s′/s (``shift``, dotted)."""
+    fig = go.Figure()
+    for n, (path, values) in enumerate(z.items()):
+        colour = COLOURS[n % len(COLOURS)]
+        fig.add_scatter(x=sigmas, y=values, mode="markers+lines", name=f"{path}: h·λ", line=dict(color=colour))
+        if np.any(shift[path] != 0):
+            fig.add_scatter(x=sigmas, y=shift[path], mode="lines", name=f"{path}: h·s′/s",
+                            line=dict(color=colour, dash="dot"))  # fmt: skip
+    fig.update_layout(**LAYOUT, title="one ODE, three coordinates: h·λ per step", uirevision="paths",
+                      xaxis=dict(type="log", title="σ at the step's start", autorange="reversed"),
+                      yaxis=dict(title="h·λ (h < 0: towards t = 0)"))  # fmt: skip
+    return fig
