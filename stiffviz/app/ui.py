@@ -3,7 +3,7 @@
 Layout and wiring only. Every number comes from the library (:mod:`stiffviz.app.live` runs and
 checks requests, :mod:`stiffviz.app.plots` and :mod:`stiffviz.app.render` draw); the event handlers
 are plain functions of the inputs (``run``, ``scrub``, ``redraw``, ``export``,
-``on_model_change``), testable without a browser. ``run`` is a generator: it yields the page's
+``on_model_change``, ``prescribed``), testable without a browser. ``run`` is a generator: it yields the page's
 outputs after every sampler step, so the charts and the picture grow while the run goes on.
 
 The server's own models (``build_app("diffusers:FOLDER", …)``, from ``app.py --model``) are
