@@ -188,3 +188,22 @@ def test_cost_estimate_is_an_upper_bound_from_the_attempt_cap(solver, per_attemp
     assert nfe_text(solver, steps, adaptive=True) == f"**NFE ≤ {1 + per_attempt * steps}**"
     _, trace = sample(model, solver=solver, steps=steps, adaptive=True, rtol=0.01, atol=0.001, batch=16)
     assert trace.summary["nfe"] <= bound["sampling"]["call"]
+
+
+def test_charts_draw_rejected_attempts_hollow():
+    from stiffviz.app.live import RunRecord
+    from stiffviz.app.plots import trace_figure
+
+    x0 = 80.0 * torch.randn(8, 2, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    control = AdaptiveSteps([80.0, 0.002, 0.0], get_solver("heun"), 1e-3, 1e-5, 1000, h_init=6.0)
+    _, trace = integrate(gaussian_denoiser, torch.tensor([80.0, 0.002, 0.0]), x0, get_solver("heun"), control=control)
+    rejected = [not s["accepted"] for s in trace.steps]
+    assert any(rejected)
+    figure = trace_figure("lte", {"run": trace})
+    median = next(t for t in figure.data if t.name == "‖e‖ embedded")
+    assert [s == "circle-open" for s in median.marker.symbol] == rejected
+    assert "hollow markers: rejected" in figure.layout.title.text
+    assert any((t.name or "").startswith("ε scaled") for t in figure.data)
+    run = RunRecord("run", trace)  # a rejected attempt leaves the state at its σ
+    k = rejected.index(True) + 1
+    assert run.sigma(k) == trace.steps[k - 1]["sigma"] != trace.steps[k - 1]["sigma_next"]

@@ -347,6 +347,7 @@ PAGE_DEFAULT_SETTINGS = dict(
     solver="heun", steps=6, batch=1024, seed=0, schedule="karras", path="edm", sigma_min=0.002, sigma_max=80.0, rho=7.0,
     cls=None, cfg=1.0, autoguidance=1.0, erk_guid=1.0, erk_con=0.1, stein=False, stein_probes=5,
     stein_gamma_min=1.0, stein_gamma_max=3.0, stein_sigma_max=500.0, eig=True, lte_ref=False, lipschitz=False,
+    adaptive=False, rtol=0.05, atol=0.0078,
 )  # fmt: skip
 
 
