@@ -88,6 +88,9 @@ def test_every_flag_defaults_to_the_librarys_setting():
         if action.dest == "erk_con":  # None: by steps; the trace records the value used for steps = 1
             assert default is None
             default = default_erk_con(1)
+        if action.dest == "path":  # None: the model's own; the trace records the path used
+            assert default is None
+            default = "edm"
         setting = SETTING_OF.get(action.dest, action.dest)
         assert library[setting] == default and type(library[setting]) is type(default), (action.option_strings, default)
 
@@ -101,7 +104,7 @@ def test_every_flag_reaches_the_run_with_its_type(capsys):
               "--lanczos-iters": "3", "--lte-ref-substeps": "8", "--lipschitz-iters": "4", "--stein-probes": "2",
               "--stein-gamma-min": "0.5", "--stein-gamma-max": "2.5", "--stein-sigma-min": "0.1",
               "--stein-sigma-max": "9", "--churn": "3", "--s-tmin": "0.05", "--s-tmax": "50", "--s-noise": "1.003",
-              "--rtol": "0.02", "--atol": "0.001"}  # fmt: skip
+              "--rtol": "0.02", "--atol": "0.001", "--path": "flow", "--shift": "3"}  # fmt: skip
     switches = {"--no-diagnostics", "--eig", "--lte-ref", "--lipschitz", "--stein", "--stein-oracle", "--adaptive"}
     negations = {"--denoise-to-zero": "--no-denoise-to-zero"}  # on by default; the --no- form turns it off
     flags = {a.option_strings[0]: a for a in sample_flags()}
