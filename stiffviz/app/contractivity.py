@@ -28,6 +28,7 @@ from .plots import TEMPLATE
 
 GRID_POINTS = {"exact": 121, "power": 13}  # γ's on the curve
 MAX_SAMPLES = {"exact": 1024, "power": 16}  # samples of the kept states the curve is computed on
+EXACT_ELEMENTS = 2048  # and at most this many state elements on the exact route (d reverse passes each)
 POWER_ITERATIONS = 10
 GAMMA_TOP = (3.0, 1000.0)  # the γ axis ends at 1.25 × the largest marked γ, within these
 MARKS = {"stein_gamma_raw": ("γ raw", "#d62728", "dash"), "stein_gamma": ("γ applied", "#2ca02c", "solid"),
@@ -79,8 +80,9 @@ def step_curve(run, model, k: int) -> tuple[ContractivityCurve, dict[str, float]
     if getattr(model, "text_conditioned", False):
         raise ParameterError("model", "the contractivity view needs a class-conditional or unconditional model")
     config, record = run.trace.config, run.trace.steps[k]
-    method = "exact" if math.prod(model.shape) <= EXACT_MAX_DIM else "power"
-    n = min(len(run.states[k]), MAX_SAMPLES[method])
+    size = math.prod(model.shape)
+    method = "exact" if size <= EXACT_MAX_DIM else "power"
+    n = min(len(run.states[k]), MAX_SAMPLES[method], max(16, EXACT_ELEMENTS // size))
     device = getattr(model, "device", torch.device("cpu"))
     dtype = DTYPES[config.get("dtype", "float32")]
     x = run.states[k][:n].to(device, dtype)
