@@ -383,3 +383,20 @@ def test_after_a_divergence_the_slider_reaches_the_comparison_runs_end():
         np.testing.assert_array_equal(np.array(view_b["value"].data[-1].x), unguided.states[k][:, 0].numpy())
     rows = {row[0]: row for row in final[RESULTS]["value"]}
     assert "n/a" in rows[GUIDED] and "n/a" not in rows[UNGUIDED]
+
+
+@pytest.mark.parametrize("solver, churn, adaptive, erk_off, stein_off", [
+    ("heun", 0.0, False, False, False),
+    ("euler_ancestral", 0.0, False, True, False),
+    ("heun", 2.0, False, True, False),
+    ("heun", 0.0, True, True, True),
+])  # fmt: skip
+def test_a_sampler_that_refuses_guidance_turns_its_checkbox_off_and_then_the_run_is_accepted(
+        solver, churn, adaptive, erk_off, stein_off):  # fmt: skip
+    erk, stein = ui._guidance_allowed(solver, churn, adaptive)
+    assert (erk.get("value") is False) is erk_off and (stein.get("value") is False) is stein_off
+    page = DEFAULTS | dict(solver=solver, churn=churn, adaptive=adaptive, steps=12, stein_on=True,
+                           erk_on=erk.get("value", True), batch=64)  # fmt: skip
+    page["stein_on"] = stein.get("value", True)
+    frames = list(ui.run(*[page[name] for name in INPUTS], "step", models=available_models()))
+    assert "⚠️" not in str(frames[-1][0]), frames[-1][0]

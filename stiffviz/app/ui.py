@@ -417,10 +417,22 @@ def build_app(*server_models: str) -> gr.Blocks:
             c[name].change(nfe_text, nfe_inputs, c["nfe"], api_name=False)
         for name in ("steps", "denoise_to_zero"):  # w_con follows the step count (the authors' values)
             c[name].change(_w_con, [c["steps"], c["denoise_to_zero"]], c["erk_con"], api_name=False)
+        guidance_inputs = [c["solver"], c["churn"], c["adaptive"]]
+        for name in ("solver", "churn", "adaptive"):  # a sampler that refuses a guidance method turns it off
+            c[name].change(_guidance_allowed, guidance_inputs, [c["erk_on"], c["stein_on"]], api_name=False)
         gr.on([c[name].change for name in INPUTS], functools.partial(_cost_note, models=models),
               [c[name] for name in INPUTS] + [user], cost_md, api_name=False, preprocess=False)  # fmt: skip
         sessions.install(app)  # a session's runs and files go when it ends or idles (see sessions.py)
     return app
+
+
+def _guidance_allowed(solver: Any, churn: Any, adaptive: Any) -> tuple:
+    """ERK-Guid and SteinDiff checkboxes after a change of sampler: ERK-Guid goes off for a stochastic
+    sampler (Euler ancestral, churn > 0) or adaptive steps, SteinDiff for adaptive steps (the sampler
+    refuses those pairs, docs/math.md §11–12); otherwise they are left as the visitor set them."""
+    stochastic = solver == "euler_ancestral" or (isinstance(churn, (int, float)) and churn > 0)
+    off = gr.update(value=False)
+    return (off if stochastic or adaptive is True else gr.update(), off if adaptive is True else gr.update())
 
 
 def _w_con(steps: Any, denoise_to_zero: Any):
