@@ -68,7 +68,8 @@ def test_bad_input_exits_2_and_names_the_parameter(capsys):
 # The flags whose value is a stiffviz.sample setting of another name (the rest: the flag's own dest).
 SETTING_OF = {"eig_iters": "eig_iterations", "lanczos_iters": "lanczos_iterations",
               "lipschitz_iters": "lipschitz_iterations", "no_diagnostics": "diagnostics"}  # fmt: skip
-NOT_SETTINGS = {"help", "metrics", "trace_out", "samples_out", "threads"}  # what the CLI does, not the run
+NOT_SETTINGS = {"help", "metrics", "trace_out", "samples_out", "threads",  # what the CLI does, not the run
+                "schedule_from", "schedule_rule", "stability_target"}  # they make `sigmas` (tests/test_prescribe.py)
 
 
 def sample_flags() -> list:

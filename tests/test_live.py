@@ -347,7 +347,7 @@ PAGE_DEFAULT_SETTINGS = dict(
     solver="heun", steps=6, batch=1024, seed=0, schedule="karras", path="edm", sigma_min=0.002, sigma_max=80.0, rho=7.0,
     cls=None, cfg=1.0, autoguidance=1.0, erk_guid=1.0, erk_con=0.1, stein=False, stein_probes=5,
     stein_gamma_min=1.0, stein_gamma_max=3.0, stein_sigma_max=500.0, eig=True, lte_ref=False, lipschitz=False,
-    adaptive=False, rtol=0.05, atol=0.0078,
+    denoise_to_zero=True, churn=0.0, s_tmin=0.0, s_tmax=500.0, s_noise=1.0, adaptive=False, rtol=0.05, atol=0.0078,
 )  # fmt: skip
 
 
@@ -358,11 +358,13 @@ def test_page_values_become_these_library_settings():
     changed = request(model="moons", solver="rk4", steps=12, batch=100, seed=9, schedule="logsnr", sigma_min=0.01,
                       sigma_max=20.0, rho=3.0, erk_on=False, erk_guid=2.0, erk_con=0.1, stein_on=True,
                       stein_probes=3, stein_gamma_min=0.5, stein_gamma_max=2.0, stein_sigma_max=5.0, eig=False,
-                      lte_ref=True, lipschitz=True, compare=False)  # fmt: skip
-    expected = dict(solver="rk4", steps=12, batch=100, seed=9, schedule="logsnr", path="edm", sigma_min=0.01, sigma_max=20.0,
+                      lte_ref=True, lipschitz=True, compare=False, path="flow", denoise_to_zero=False, rtol=0.02,
+                      atol=0.001)  # fmt: skip
+    expected = dict(solver="rk4", steps=12, batch=100, seed=9, schedule="logsnr", path="flow", sigma_min=0.01, sigma_max=20.0,
                     rho=3.0, cls=None, cfg=1.0, autoguidance=1.0, erk_guid=None, erk_con=0.1, stein=True,
                     stein_probes=3, stein_gamma_min=0.5, stein_gamma_max=2.0, stein_sigma_max=5.0, eig=False,
-                    lte_ref=True, lipschitz=True)  # fmt: skip
+                    lte_ref=True, lipschitz=True, denoise_to_zero=False, churn=0.0, s_tmin=0.0, s_tmax=500.0,
+                    s_noise=1.0, adaptive=False, rtol=0.02, atol=0.001)  # fmt: skip
     assert (changed.model, changed.settings, changed.compare) == ("moons", expected, False)
     assert changed.unguided() == expected | dict(stein=False)
     guided = request(cls="B", cfg=2.5, autoguidance=1.5)

@@ -90,10 +90,10 @@ def test_a_newer_run_of_the_same_session_stops_the_older():
         session_hash = "same-session"
 
     values = [(DEFAULTS | LONG)[name] for name in INPUTS]
-    older = ui.run(*values, "step", None, Page(), models=MODELS)
+    older = ui.run(*values, "step", "red", None, Page(), models=MODELS)
     next(older)  # the older run is going
     tiny = [(DEFAULTS | dict(steps=2, batch=8, compare=False))[name] for name in INPUTS]
-    newer = list(ui.run(*tiny, "step", None, Page(), models=MODELS))
+    newer = list(ui.run(*tiny, "step", "red", None, Page(), models=MODELS))
     assert "done" in newer[-1][0]
     rest = list(older)  # it ends at its next step, saying why
     assert STOPPED in rest[-1][0] and len(rest) < LONG["steps"]
@@ -150,7 +150,7 @@ def test_a_closed_connection_stops_the_run_and_the_cpu_goes_idle(server, monkeyp
     steps = _steps_counter(monkeypatch)
     fn_index = next(i for i, fn in app.fns.items() if fn.api_name == "run")
     session_hash = uuid.uuid4().hex[:11]
-    values = [(DEFAULTS | LONG)[n] for n in INPUTS] + ["step", None]  # the x axis, the user-data state
+    values = [(DEFAULTS | LONG)[n] for n in INPUTS] + ["step", "red", None]  # the x axis, the particle colour, the user-data state
     with httpx.Client(base_url=url, timeout=WAIT_S) as http:
         joined = http.post("gradio_api/queue/join", json=dict(data=values, fn_index=fn_index, trigger_id=None,
                                                               session_hash=session_hash, event_data=None))  # fmt: skip
@@ -184,8 +184,8 @@ def test_a_served_newer_run_of_the_same_session_stops_the_older(server, monkeypa
     steps = _steps_counter(monkeypatch)
     fn_index = next(i for i, fn in app.fns.items() if fn.api_name == "run")
     session_hash = uuid.uuid4().hex[:11]
-    long = [(DEFAULTS | LONG)[n] for n in INPUTS] + ["step", None]
-    tiny = [(DEFAULTS | dict(steps=2, batch=8, compare=False))[n] for n in INPUTS] + ["step", None]
+    long = [(DEFAULTS | LONG)[n] for n in INPUTS] + ["step", "red", None]
+    tiny = [(DEFAULTS | dict(steps=2, batch=8, compare=False))[n] for n in INPUTS] + ["step", "red", None]
     statuses: list[str] = []
     with httpx.Client(base_url=url, timeout=WAIT_S) as http:
         for values in (long, tiny):
