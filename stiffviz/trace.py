@@ -134,6 +134,23 @@ class Trace:
                   for k, v in step.items()} for step in data["steps"]]  # fmt: skip
         return cls(data["config"], data["sigmas"], steps, data.get("summary", {}), data["status"], data.get("message", ""))
 
+    # ----------------------------------------------------------------- tables
+    def to_pandas(self) -> Any:
+        """One row per (step, sample) as a pandas DataFrame (needs ``pip install stiffviz[sweep]``).
+
+        Columns: ``i``, ``sample``, ``sigma``, ``sigma_next``, ``nfe``, ``stability_boundary``, then
+        every field of ``fields()``; batch fields repeat over the step's samples (stiffviz/trace_tables.py).
+        """
+        from .trace_tables import to_pandas
+
+        return to_pandas(self)
+
+    def to_parquet(self, path: str | Path) -> Path:
+        """Write ``to_pandas()``'s table to Parquet with pyarrow (``pip install stiffviz[sweep]``)."""
+        from .trace_tables import to_parquet
+
+        return to_parquet(self, path)
+
     # ----------------------------------------------------------------- CSV
     def to_csv(self, path: str | Path | None = None) -> str:
         """One row per (step, sample): step columns, then every per-sample and batch field."""
