@@ -25,6 +25,7 @@ from .schedules import SCHEDULES
 from .solvers import SOLVERS
 from .threads import apply as apply_threads, threads_for
 from .trace import Trace
+from .plot_sweep import add_plot_sweep_parser, run_plot_sweep
 from .train import add_train_parser, run_train
 
 DEFAULTS = SampleConfig()
@@ -111,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--trace-out", default=None, metavar="F.json", help="write the trace as JSON (a .csv name writes CSV)")
     p.add_argument("--samples-out", default=None, metavar="F.npy", help="write the final samples as a NumPy array")
     add_train_parser(commands)
+    add_plot_sweep_parser(commands)
     return parser
 
 
@@ -217,6 +219,8 @@ def _prescribed(args: argparse.Namespace, settings: dict) -> dict:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "plot-sweep":
+            return run_plot_sweep(args)
         return run_train(args) if args.command == "train" else run_sample(args)
     except ParameterError as err:
         print(f"error: {err}", file=sys.stderr)
