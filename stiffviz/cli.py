@@ -26,6 +26,7 @@ from .solvers import SOLVERS
 from .threads import apply as apply_threads, threads_for
 from .trace import Trace
 from .plot_sweep import add_plot_sweep_parser, run_plot_sweep
+from .sweep.cli import add_sweep_parser, run_sweep_cli
 from .train import add_train_parser, run_train
 
 DEFAULTS = SampleConfig()
@@ -36,6 +37,28 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     p = commands.add_parser("sample", help="run the sampler, print a summary, optionally save the trace and samples",
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
+    add_sample_options(p)
+    r_ = p.add_argument_group("prescribed schedules (docs/math.md §13)")
+    r_.add_argument("--schedule-from", default=None, metavar="TRACE.json",
+                    help="rerun on the grid a recorded run of the same model and solver prescribes "
+                         "(same number of levels, so the same NFE; replaces --schedule and --steps)")  # fmt: skip
+    r_.add_argument("--schedule-rule", default="lte", choices=list(RULES),
+                    help="lte: even out the estimated local error; stability: keep z = h·ρ̂ within the target")
+    r_.add_argument("--stability-target", type=float, default=DEFAULT_TARGET,
+                    help="largest z / stability boundary the stability rule allows, in (0, 1]")
+    p.add_argument("--threads", type=int, default=None,
+                   help=f"torch CPU threads (default: one per core this process may use, {threads_for(1)} here, "
+                        "torch's own; next to other runs keep runs at once x threads <= cores)")  # fmt: skip
+    p.add_argument("--trace-out", default=None, metavar="F.json", help="write the trace as JSON (a .csv name writes CSV)")
+    p.add_argument("--samples-out", default=None, metavar="F.npy", help="write the final samples as a NumPy array")
+    add_sweep_parser(commands, add_sample_options)
+    add_train_parser(commands)
+    add_plot_sweep_parser(commands)
+    return parser
+
+
+def add_sample_options(p: argparse.ArgumentParser) -> None:
+    """The flags of ``sample`` that ``sweep`` shares: the model, every run setting, ``--metrics``."""
     p.add_argument("--model", default=DEFAULTS.model, metavar="SPEC",
                    help=f"model: {', '.join(list_models())}, or diffusers:FOLDER_OR_HUB_ID")  # fmt: skip
     p.add_argument("--solver", default=DEFAULTS.solver, choices=list(SOLVERS), help="ODE solver (bosh3 = Bogacki–Shampine 3(2))")
@@ -55,14 +78,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sigma-min", type=float, default=DEFAULTS.sigma_min, help="smallest positive noise level")
     p.add_argument("--sigma-max", type=float, default=DEFAULTS.sigma_max, help="largest noise level (initial noise scale)")
     p.add_argument("--rho", type=float, default=DEFAULTS.rho, help="Karras schedule exponent ρ")
-    r_ = p.add_argument_group("prescribed schedules (docs/math.md §13)")
-    r_.add_argument("--schedule-from", default=None, metavar="TRACE.json",
-                    help="rerun on the grid a recorded run of the same model and solver prescribes "
-                         "(same number of levels, so the same NFE; replaces --schedule and --steps)")  # fmt: skip
-    r_.add_argument("--schedule-rule", default="lte", choices=list(RULES),
-                    help="lte: even out the estimated local error; stability: keep z = h·ρ̂ within the target")
-    r_.add_argument("--stability-target", type=float, default=DEFAULT_TARGET,
-                    help="largest z / stability boundary the stability rule allows, in (0, 1]")
     p.add_argument("--class", dest="cls", default=None, help="class name or index for conditional models (tree: A or B)")
     p.add_argument("--prompt", default=None, help="text prompt for text-conditioned models (diffusers text-to-image)")
     p.add_argument("--negative-prompt", default=None, help="what CFG guides away from (text models; default: empty)")
@@ -76,9 +91,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="end with the Euler step to σ = 0; --no-denoise-to-zero is the authors' diff-sampler "
                         "convention: --steps N levels ending at σ_min, N − 1 steps, samples at σ_min")  # fmt: skip
     p.add_argument("--no-diagnostics", action="store_true", help="record no cheap per-step diagnostics (timing baseline)")
-    p.add_argument("--threads", type=int, default=None,
-                   help=f"torch CPU threads (default: one per core this process may use, {threads_for(1)} here, "
-                        "torch's own; next to other runs keep runs at once x threads <= cores)")  # fmt: skip
     g = p.add_argument_group("ground-truth diagnostics (cost extra model calls; off by default)")
     g.add_argument("--eig", action="store_true", help="dominant eigenpair of the drift Jacobian, stiffness ratio, alignment cosines")
     g.add_argument("--eig-method", default=DEFAULTS.eig_method, choices=list(EIG_METHODS),
@@ -109,11 +121,6 @@ def build_parser() -> argparse.ArgumentParser:
     a_.add_argument("--rtol", type=float, default=DEFAULTS.rtol, help="relative tolerance of the scaled error")
     a_.add_argument("--atol", type=float, default=DEFAULTS.atol, help="absolute tolerance of the scaled error")
     p.add_argument("--metrics", action="store_true", help="print sample-quality measures against the exact model")
-    p.add_argument("--trace-out", default=None, metavar="F.json", help="write the trace as JSON (a .csv name writes CSV)")
-    p.add_argument("--samples-out", default=None, metavar="F.npy", help="write the final samples as a NumPy array")
-    add_train_parser(commands)
-    add_plot_sweep_parser(commands)
-    return parser
 
 
 def _class_value(text: str | None):
@@ -160,23 +167,33 @@ def format_summary(trace: Trace, quality: dict) -> str:
     return "\n".join(lines)
 
 
+RUN_DESTS = (
+    "solver", "steps", "batch", "seed", "schedule", "sigma_min", "sigma_max", "rho", "cls", "path", "shift", "prompt",
+    "negative_prompt", "cfg", "autoguidance", "erk_guid", "erk_con", "denoise_to_zero", "dtype", "device",
+    "no_diagnostics", "eig", "eig_method", "eig_iters", "lanczos_iters", "lte_ref", "lte_ref_substeps", "lipschitz",
+    "lipschitz_iters", "stein", "stein_probes", "stein_gamma_min", "stein_gamma_max", "stein_sigma_min",
+    "stein_sigma_max", "stein_oracle", "churn", "s_tmin", "s_tmax", "s_noise", "adaptive", "rtol", "atol",
+)  # fmt: skip  (the flags' destinations that are run settings; --model is the model, not a setting)
+SETTING_OF = {"eig_iters": "eig_iterations", "lanczos_iters": "lanczos_iterations",
+              "lipschitz_iters": "lipschitz_iterations", "no_diagnostics": "diagnostics"}  # fmt: skip
+
+
+def setting(dest: str, value):
+    """The run setting (name, value) of the flag whose destination is ``dest``."""
+    if dest == "cls":
+        value = _class_value(value)
+    elif dest == "no_diagnostics":
+        value = not value
+    return SETTING_OF.get(dest, dest), value
+
+
+def settings_from_args(args: argparse.Namespace) -> dict:
+    """The keyword settings of :func:`stiffviz.sample` that the flags ask for."""
+    return dict(setting(dest, getattr(args, dest)) for dest in RUN_DESTS)
+
+
 def run_sample(args: argparse.Namespace) -> int:
-    settings = dict(
-        solver=args.solver, steps=args.steps, batch=args.batch, seed=args.seed, schedule=args.schedule,
-        sigma_min=args.sigma_min, sigma_max=args.sigma_max, rho=args.rho, cls=_class_value(args.cls),
-        path=args.path, shift=args.shift,
-        prompt=args.prompt, negative_prompt=args.negative_prompt,
-        cfg=args.cfg, autoguidance=args.autoguidance, erk_guid=args.erk_guid, erk_con=args.erk_con,
-        denoise_to_zero=args.denoise_to_zero,
-        dtype=args.dtype, device=args.device, diagnostics=not args.no_diagnostics,
-        eig=args.eig, eig_method=args.eig_method, eig_iterations=args.eig_iters, lanczos_iterations=args.lanczos_iters,
-        lte_ref=args.lte_ref, lte_ref_substeps=args.lte_ref_substeps, lipschitz=args.lipschitz,
-        lipschitz_iterations=args.lipschitz_iters, stein=args.stein, stein_probes=args.stein_probes,
-        stein_gamma_min=args.stein_gamma_min, stein_gamma_max=args.stein_gamma_max,
-        stein_sigma_min=args.stein_sigma_min, stein_sigma_max=args.stein_sigma_max, stein_oracle=args.stein_oracle,
-        churn=args.churn, s_tmin=args.s_tmin, s_tmax=args.s_tmax, s_noise=args.s_noise,
-        adaptive=args.adaptive, rtol=args.rtol, atol=args.atol,
-    )  # fmt: skip
+    settings = settings_from_args(args)
     if args.schedule_from:
         settings.update(_prescribed(args, settings))
     SampleConfig(model=args.model, **settings).validate()  # bad flags fail before a model is loaded
@@ -221,6 +238,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "plot-sweep":
             return run_plot_sweep(args)
+        if args.command == "sweep":
+            return run_sweep_cli(args)
         return run_train(args) if args.command == "train" else run_sample(args)
     except ParameterError as err:
         print(f"error: {err}", file=sys.stderr)
