@@ -156,15 +156,22 @@ class Trace:
         """One row per (step, sample): step columns, then every per-sample and batch field."""
         fields = self.fields()
         buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(["step", "sample", "sigma", "sigma_next", "nfe", *fields])
+        csv.writer(buffer).writerow(["step", "sample", "sigma", "sigma_next", "nfe", *fields])
         columns = {f: self.column(f) for f in fields}
         batch = max((c.shape[1] for c in columns.values() if c.ndim == 2), default=1)
-        for row, step in enumerate(self.steps):
-            for b in range(batch):
-                values = [columns[f][row] if columns[f].ndim == 1 else columns[f][row, b] for f in fields]
-                writer.writerow([step["i"], b, step["sigma"], step["sigma_next"], step["nfe"],
-                                 *("" if not math.isfinite(v) else repr(float(v)) for v in values)])  # fmt: skip
+        n = len(self.steps)
+        # column-wise: each column becomes its text once, then rows are joined (no per-cell indexing)
+        step_text = [np.repeat(np.array([str(s[k]) for s in self.steps], dtype=object), batch)
+                     for k in ("i", "sigma", "sigma_next", "nfe")]  # fmt: skip
+        texts = [step_text[0], np.tile(np.array([str(b) for b in range(batch)], dtype=object), n), *step_text[1:]]
+        for f in fields:
+            values = columns[f] if columns[f].ndim == 2 else np.repeat(columns[f][:, None], batch, axis=1)
+            flat = values.reshape(-1)
+            text = list(map(float.__repr__, flat.tolist()))
+            for k in np.flatnonzero(~np.isfinite(flat)).tolist():
+                text[k] = ""
+            texts.append(text)
+        buffer.writelines(",".join(row) + "\r\n" for row in zip(*texts))
         text = buffer.getvalue()
         if path is not None:
             Path(path).write_text(text)
