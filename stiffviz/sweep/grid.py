@@ -41,7 +41,7 @@ def parse_seeds(text: str) -> list[int]:
 
 def as_list(name: str, value: Any) -> list:
     """One option's values as a list (a scalar is a list of one); an empty list is bad input."""
-    if name == "seed" and isinstance(value, str):
+    if ALIASES.get(name, name) == "seed" and isinstance(value, str):
         value = parse_seeds(value)
     values = list(value) if isinstance(value, (list, tuple, range)) else [value]
     if not values:

@@ -15,7 +15,7 @@ from typing import Callable
 
 from ..errors import ParameterError
 from ..threads import apply, cores, threads_for
-from .results import run_cell
+from . import results
 
 
 def check_workers(workers: int | None) -> int:
@@ -44,14 +44,19 @@ def _context():
 def run_cells(cells: list[dict], *, workers: int | None = None, metrics: bool = False, trace_dir: str | None = None,
               on_row: Callable[[dict], None] = lambda row: None) -> None:  # fmt: skip
     """Run ``cells`` in ``workers`` processes (default: the core count), calling ``on_row(row)``
-    in this process as each cell finishes (in finishing order)."""
+    in this process as each cell finishes (in finishing order). One worker (or one cell) runs
+    in this process, one cell after another."""
     workers = min(check_workers(workers), max(1, len(cells)))
     if not cells:
+        return
+    if workers == 1:  # one after another in this process, with its own thread setting
+        for cell in cells:
+            on_row(results.run_cell(cell, metrics, trace_dir))
         return
     pool = ProcessPoolExecutor(workers, mp_context=_context(), initializer=_init_worker,
                                initargs=(threads_for(workers),))  # fmt: skip
     try:
-        pending = {pool.submit(run_cell, cell, metrics, trace_dir) for cell in cells}
+        pending = {pool.submit(results.run_cell, cell, metrics, trace_dir) for cell in cells}
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:

@@ -111,8 +111,13 @@ class ResultsTable:
             self.flush()
 
     def frame(self):
-        """All rows as a DataFrame."""
-        return _pandas().DataFrame(self.rows)
+        """All rows as a DataFrame; a column mixing types (``cls`` 0 and "A") is written as text."""
+        frame = _pandas().DataFrame(self.rows)
+        for name in frame.columns:
+            kinds = {type(v) for v in frame[name] if v is not None and v == v}
+            if len(kinds) > 1 and not kinds <= {int, float, bool}:
+                frame[name] = [None if v is None else str(v) for v in frame[name]]
+        return frame
 
     def flush(self) -> None:
         """Write results.parquet and results.csv (atomically replaced) if rows changed."""
