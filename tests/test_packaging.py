@@ -88,8 +88,12 @@ def test_wheel_metadata_pins_torch_like_requirements_txt_and_declares_the_consol
     requires = re.findall(r"^Requires-Dist: (.+)$", metadata, re.M)
     space_pins = [line.strip() for line in (REPO / "requirements.txt").read_text().splitlines() if line.startswith("torch")]
     assert space_pins == ["torch==2.13.0"] and "torch==2.13.0" in requires
-    for extra in ("app", "diffusers", "kdiffusion", "dev"):
+    for extra in ("app", "diffusers", "kdiffusion", "sweep", "dev"):
         assert f"Provides-Extra: {extra}" in metadata
+    # sweeps' optional dependencies, and dev (what the CI installs) pulls them in
+    sweep = {re.split(r"[ ;=<>\[]", r)[0].lower() for r in requires if 'extra == "sweep"' in r}
+    assert sweep == {"ray", "pandas", "pyarrow", "tqdm", "pyyaml"}, sweep
+    assert any(re.match(r"stiffviz\[[^]]*\bsweep\b", r) and 'extra == "dev"' in r for r in requires), requires
     assert any(r.startswith("playwright==1.65.2") and 'extra == "dev"' in r for r in requires)
     assert re.search(r"^\[console_scripts\]\s*\nstiffviz = stiffviz\.cli:main$", entry_points, re.M)
 
