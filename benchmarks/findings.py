@@ -34,9 +34,14 @@ Under each table:
   next to the oracle γ* = E⟨u, x − x*⟩/E‖u‖² computed on fresh forward-coupled pairs
   x = x* + σ_i ε (it depends on the schedule only, not on the trajectory).
 
+The grid is the sweep spec ``benchmarks/findings_sweep.yaml`` (method × steps), run with
+``stiffviz.sweep``'s local backend (``--workers`` processes); the per-step tables read the
+cells' traces back from the sweep folder (``--out``, default a temporary one). The same
+results table comes from ``python -m stiffviz sweep --spec benchmarks/findings_sweep.yaml``.
+
 NaN and absent values print as "-". Takes about 3–5 minutes on 2 CPU cores.
 
-    python -m benchmarks.findings [--batch 2048] [--seed 0] [--steps 4 6 8 16]
+    python -m benchmarks.findings [--batch 2048] [--seed 0] [--steps 4 6 8 16] [--workers 2] [--out DIR]
 """
 
 from __future__ import annotations
@@ -44,14 +49,20 @@ from __future__ import annotations
 import argparse
 import math
 import platform
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from stiffviz import load_model, sample
-from stiffviz.app.presets import FINDINGS, FINDINGS_BASE, FINDINGS_MODEL, FINDINGS_STEPS
-from stiffviz.quality import quality_report
+from stiffviz import Trace
+from stiffviz.app.presets import FINDINGS, FINDINGS_BASE, FINDINGS_STEPS
+from stiffviz.sweep import DEFAULT_CELL, make_cells, run_sweep
+
+SPEC = Path(__file__).with_name("findings_sweep.yaml")
+QUALITY = ("swd", "nll", "precision", "recall")
+RECORD_ONLY = ("eig", "stein_oracle")  # on the plain run: recorded, the samples do not move
 
 ERK_CON = FINDINGS[1].settings["erk_con"]
 STEIN_PROBES = FINDINGS[-1].settings["stein_probes"]
@@ -84,25 +95,46 @@ def rows_for() -> dict[str, dict]:
     return rows
 
 
-def run_row(model, steps: int, batch: int, seed: int, extra: dict) -> dict:
-    """One run and its quality; a diverged run (or one that raises) is reported, not raised."""
-    start = time.perf_counter()
-    try:
-        x, trace = sample(model, steps=steps, **FINDINGS_BASE | dict(batch=batch, seed=seed) | extra)
-    except Exception as err:  # noqa: BLE001 - a findings table reports failures instead of dying
-        return {"status": f"error: {type(err).__name__}: {err}", "trace": None, "quality": {},
-                "wall": time.perf_counter() - start}  # fmt: skip
-    wall = time.perf_counter() - start
-    quality = {}
-    status = trace.status
-    if status == "ok" and not bool(torch.isfinite(x).all()):
-        status = "diverged"
-    if status == "ok":
-        try:
-            quality = quality_report(model, x, None, seed)
-        except Exception as err:  # noqa: BLE001
-            status = f"quality failed: {type(err).__name__}"
-    return {"status": status, "trace": trace, "quality": quality, "wall": wall}
+def spec_cells(batch: int, seed: int, steps: list[int]) -> list[dict]:
+    """The cells of ``findings_sweep.yaml`` (a list of grids, their union) at this batch, seed and steps."""
+    import yaml
+
+    grids = yaml.safe_load(SPEC.read_text())
+    return [cell for grid in grids for cell in make_cells(grid, batch=batch, seed=seed, steps=steps)]
+
+
+def _same(a, b) -> bool:
+    """Equal option values, a missing one (None, or NaN from the results table) equal to None."""
+    off = lambda v: v is None or (isinstance(v, float) and math.isnan(v))  # noqa: E731
+    return off(a) and off(b) or (not off(a) and not off(b) and a == b)
+
+
+def label_of(cell: dict, rows: dict[str, dict]) -> str:
+    """The findings row (``rows_for``'s label) whose run the cell is: every option a row sets
+    (record-only diagnostics aside) has the row's value, or the default where the row leaves it."""
+    keys = {k for settings in rows.values() for k in settings if k not in RECORD_ONLY}
+    for label, settings in rows.items():
+        expected = DEFAULT_CELL | {k: v for k, v in settings.items() if k not in RECORD_ONLY}
+        if all(_same(cell.get(k), expected[k]) for k in keys):
+            return label
+    raise ValueError(f"a cell of {SPEC.name} is no findings row: {cell}")
+
+
+def sweep_results(batch: int, seed: int, steps: list[int], workers: int | None, out: Path) -> dict[int, dict]:
+    """Run the spec's cells into ``out`` and sort the rows into ``{steps: {label: result}}`` (the
+    ``rows_for`` order), each result a dict of status, trace, quality and wall time; a failed cell's status is "error: …"."""
+    rows = rows_for()
+    cells = spec_cells(batch, seed, steps)
+    table = run_sweep(cells, workers=workers, out=out, metrics=True, progress=False)
+    by_steps: dict[int, dict] = {n: {} for n in steps}
+    for row in table.to_dict("records"):
+        path = out / "traces" / f"{row['cell_id']}.json"
+        quality = {k: row[k] for k in QUALITY if k in row and row[k] is not None and row[k] == row[k]}
+        result = {"status": row["status"] if row["status"] != "failed" else f"error: {row['message']}",
+                  "trace": Trace.from_json(path) if path.is_file() else None, "quality": quality,
+                  "wall": row["wall_time_s"]}  # fmt: skip
+        by_steps[int(row["steps"])][label_of(row, rows)] = result
+    return {n: {label: by_steps[n][label] for label in rows if label in by_steps[n]} for n in steps}
 
 
 def _median(values) -> float:
@@ -175,21 +207,20 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=FINDINGS_BASE["batch"])
     parser.add_argument("--seed", type=int, default=FINDINGS_BASE["seed"])
     parser.add_argument("--steps", type=int, nargs="+", default=list(FINDINGS_STEPS))
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=None, help="sweep worker processes (default: one per core)")
+    parser.add_argument("--out", default=None, help="sweep folder to keep (results and traces; default: temporary)")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    model = load_model(FINDINGS_MODEL)
     print(f"findings: tree toy, heun, {args.batch} samples, seed {args.seed}, float32, karras σ 80 → 0.002; "
-          f"ERK-Guid w_con = {ERK_CON}; SteinDiff K = {STEIN_PROBES} probes; "
-          f"{torch.get_num_threads()} threads, {platform.machine()}, torch {torch.__version__}")  # fmt: skip
-    sample(model, solver="heun", steps=4, batch=64, seed=args.seed, eig=True, stein=True)  # warm-up
+          f"ERK-Guid w_con = {ERK_CON}; SteinDiff K = {STEIN_PROBES} probes; sweep {SPEC.name}, "
+          f"{args.workers or 'one per core'} workers, {platform.machine()}, torch {torch.__version__}")  # fmt: skip
     total = time.perf_counter()
-    for steps in args.steps:
-        results = {label: run_row(model, steps, args.batch, args.seed, extra) for label, extra in rows_for().items()}
-        print_table(steps, args.batch, results)
-        if results["none"]["trace"] is not None:
-            print_none_steps(results["none"])
-        print_stein_steps(results)
+    with tempfile.TemporaryDirectory() as scratch:
+        results = sweep_results(args.batch, args.seed, args.steps, args.workers, Path(args.out or scratch))
+        for steps in args.steps:
+            print_table(steps, args.batch, results[steps])
+            if "none" in results[steps] and results[steps]["none"]["trace"] is not None:
+                print_none_steps(results[steps]["none"])
+            print_stein_steps(results[steps])
     print(f"\ntotal wall time {time.perf_counter() - total:.1f} s")
 
 
