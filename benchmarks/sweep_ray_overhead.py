@@ -1,14 +1,15 @@
 """Ray's overhead per cell against the local backend, on the same machine and the same cells.
 
-Workload: cells of the tree toy (Heun, steps 4 and 8 × ERK-Guid 0 and 0.5 × seeds, 256 samples
-each, no trace files), 2 workers on each backend (threads per worker: cores // 2), sweeps of 16
-and of 64 cells. A sweep's wall time is a fixed cost (the local backend starts its worker pool on
-every sweep; Ray's warm workers need none) plus a cost per cell; the cost per cell is the slope
-(T64 − T16) / 48, so Ray's overhead per cell is its slope minus the local slope. Ray runs on a local
-cluster started once (its start-up is printed apart); its first sweep also starts Ray's worker
-processes (each imports torch) and is timed apart. Rounds alternate the four sweeps; medians.
+Workload: 64 cells of the tree toy (Heun, steps 4 and 8 × ERK-Guid 0 and 0.5 × seeds 0..15, 256
+samples each, no trace files), 2 workers on each backend (threads per worker: cores // 2). Each
+sweep's time splits into its start (until the first row arrives: the local backend starts its
+worker pool on every sweep, Ray's warm workers need none) and its cost per cell in the steady
+state, (time of the last row − time of the first) / 63; Ray's overhead per cell is its cost per
+cell minus the local one. Ray runs on a local cluster started once (its start-up is printed
+apart); its first sweep also starts Ray's worker processes (each imports torch) and is timed
+apart. Rounds alternate local, Ray; medians.
 
-    python -m benchmarks.sweep_ray_overhead [--rounds 3]
+    python -m benchmarks.sweep_ray_overhead [--rounds 5]
 """
 
 from __future__ import annotations
@@ -25,53 +26,55 @@ from stiffviz.sweep import local as local_backend
 from stiffviz.sweep import ray_backend
 from stiffviz.threads import cores
 
-GRID = {"steps": [4, 8], "erk_guid": [0.0, 0.5], "batch": 256}
-SIZES = (16, 64)
+GRID = {"steps": [4, 8], "erk_guid": [0.0, 0.5], "seeds": list(range(16)), "batch": 256}
 WORKERS = 2
 
 
-def _cells(count: int) -> list[dict]:
-    return make_cells(**GRID, seeds=list(range(count // 4)))
-
-
-def _timed(run_cells, cells: list[dict]) -> float:
+def _timed(run_cells, cells: list[dict]) -> tuple[float, float, float]:
+    """(wall s, start s: until the first row, steady cost per cell s)."""
+    arrivals: list[float] = []
     rows: list[dict] = []
+
+    def on_row(row: dict) -> None:
+        arrivals.append(time.perf_counter())
+        rows.append(row)
+
     start = time.perf_counter()
-    run_cells(cells, workers=WORKERS, metrics=False, trace_dir=None, on_row=rows.append)
+    run_cells(cells, workers=WORKERS, metrics=False, trace_dir=None, on_row=on_row)
     wall = time.perf_counter() - start
     assert len(rows) == len(cells) and all(r["status"] == "ok" for r in rows), rows
-    return wall
+    return wall, arrivals[0] - start, (arrivals[-1] - arrivals[0]) / (len(cells) - 1)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
-    grids = {n: _cells(n) for n in SIZES}
+    cells = make_cells(**GRID)
+    n = len(cells)
     backends = {"local": local_backend.run_cells, "ray": ray_backend.run_cells}
     start = time.perf_counter()
     ray.init(num_cpus=cores(), include_dashboard=False, log_to_driver=False)
     init_s = time.perf_counter() - start
     try:
-        cold = _timed(ray_backend.run_cells, grids[SIZES[0]])
-        times: dict[tuple[str, int], list[float]] = {(b, n): [] for b in backends for n in SIZES}
+        cold = _timed(ray_backend.run_cells, cells)
+        times: dict[str, list[tuple[float, float, float]]] = {b: [] for b in backends}
         for _ in range(args.rounds):
-            for (name, n), walls in times.items():
-                walls.append(_timed(backends[name], grids[n]))
+            for name, run_cells in backends.items():
+                times[name].append(_timed(run_cells, cells))
     finally:
         ray.shutdown()
-    med = {key: statistics.median(walls) for key, walls in times.items()}
-    small, large = SIZES
-    slope = {b: (med[b, large] - med[b, small]) / (large - small) for b in backends}
-    fixed = {b: med[b, small] - slope[b] * small for b in backends}
-    print(f"{WORKERS} workers, {cores()} cores; median of {args.rounds} rounds, alternating; ray {ray.__version__}; "
-          f"{platform.processor() or platform.machine()}\n")  # fmt: skip
-    print(f"| backend | {small} cells s | {large} cells s | per cell ms (slope) | fixed per sweep s |")
-    print("|---|---:|---:|---:|---:|")
-    for b in backends:
-        print(f"| {b} | {med[b, small]:.2f} | {med[b, large]:.2f} | {1e3 * slope[b]:.1f} | {fixed[b]:.2f} |")
-    print(f"\nRay's overhead per cell (Ray slope − local slope): {1e3 * (slope['ray'] - slope['local']):+.1f} ms")
-    print(f"Ray's first sweep of {small} cells (starting its worker processes): {cold:.2f} s")
+    med = {b: [statistics.median(t[i] for t in walls) for i in range(3)] for b, walls in times.items()}
+    print(f"{n} cells (tree toy, Heun, 256 samples), {WORKERS} workers, {cores()} cores; median of {args.rounds} "
+          f"rounds, alternating; ray {ray.__version__}; {platform.processor() or platform.machine()}\n")  # fmt: skip
+    print("| backend | sweep wall s | start: to the first row s | per cell, steady ms |")
+    print("|---|---:|---:|---:|")
+    for b, (wall, first, per_cell) in med.items():
+        print(f"| {b} | {wall:.2f} | {first:.2f} | {1e3 * per_cell:.1f} |")
+    print(f"| ray, first sweep (starts its workers) | {cold[0]:.2f} | {cold[1]:.2f} | {1e3 * cold[2]:.1f} |")
+    overhead = med["ray"][2] - med["local"][2]
+    print(f"\nRay's overhead per cell (Ray − local, steady): {1e3 * overhead:+.1f} ms "
+          f"({100 * overhead / med['local'][2]:+.0f}% of the local cost per cell)")
     print(f"Starting the local Ray cluster (ray.init, once per session): {init_s:.1f} s")
 
 
