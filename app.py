@@ -9,6 +9,8 @@ server with its message (exit status 2). ``--diffusers PATH`` (``STIFFVIZ_DIFFUS
 deprecated spelling of ``--model diffusers:PATH``.
 Thread policy (``stiffviz.threads``): at most ``CONCURRENCY_LIMIT`` runs at once, each with
 max(1, cores // CONCURRENCY_LIMIT) torch threads, set at start-up.
+``--sweep DIR`` is the sweep folder the Sweeps tab shows (``python -m stiffviz sweep --out DIR``;
+default: ``assets/sweep-findings``, shipped with the repository).
 ``--host`` and ``--port`` default to Gradio's (127.0.0.1:7860, or GRADIO_SERVER_NAME/PORT).
 Uploads are limited to ``MAX_UPLOAD_BYTES`` (1 MB, the app's CSV limit) by ``launch(max_file_size=…)``.
 """
@@ -47,10 +49,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="deprecated: the same as --model diffusers:PATH")  # fmt: skip
     parser.add_argument("--host", default=None, help="address to listen on (0.0.0.0 for every interface)")
     parser.add_argument("--port", type=int, default=None, help="port to listen on")
+    parser.add_argument("--sweep", default=None, metavar="DIR",
+                        help="sweep folder the Sweeps tab shows (default: the findings sweep in assets/sweep-findings)")
     args = parser.parse_args(argv)
     apply_policy(CONCURRENCY_LIMIT)  # runs at once x torch threads <= cores, before any run or timing
     try:
-        app = build_app(*server_models(args.model, args.diffusers))  # loads every model now, once
+        app = build_app(*server_models(args.model, args.diffusers), sweep=args.sweep)  # loads every model now, once
     except ParameterError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

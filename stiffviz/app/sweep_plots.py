@@ -21,11 +21,13 @@ import math
 import os
 import shutil
 import tempfile
+from dataclasses import fields
 from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
 
+from ..config import SampleConfig
 from ..errors import ParameterError
 from .plots import COLOURS, TEMPLATE
 
@@ -33,6 +35,9 @@ HIGHER_BETTER = frozenset({"precision", "recall", "accuracy", "coverage", "densi
 # Columns a results table carries that are not options of the run (contract of stiffviz.sweep's rows).
 NOT_OPTIONS = frozenset({"cell_id", "status", "message", "nfe", "wall_time_s", "method"})
 NFE_OPTIONS = ("steps", "seed", "batch")  # what moves a method along its NFE axis, or repeats it
+# Options that only record diagnostics (the samples do not move) or place the run: not part of a method.
+RECORD_ONLY = ("diagnostics", "eig", "eig_method", "eig_iterations", "lanczos_iterations", "lte_ref",
+               "lte_ref_substeps", "lipschitz", "lipschitz_iterations", "stein_oracle", "device")  # fmt: skip
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-dev-shm-usage",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
 
@@ -107,13 +112,22 @@ def _order(value) -> tuple:
 
 def method_labels(table: pd.DataFrame) -> pd.Series:
     """Each row's method: the ``method`` column when there is one, else the values of the options
-    that vary across the sweep, other than ``steps``, ``seed`` and ``batch`` ("baseline" when none is set)."""
+    that vary across the sweep, other than ``steps``, ``seed``, ``batch`` and the record-only
+    diagnostics (``RECORD_ONLY``), each shown where it is set and not SampleConfig's default:
+    "erk_guid=0.5, erk_con=0.5", "stein, stein_gamma_max=1.5", or "baseline" when none is."""
     if "method" in table.columns:
         return table["method"].astype(str)
-    varying = [c for c in options(table) if c not in NFE_OPTIONS and table[c].astype(str).nunique(dropna=False) > 1]
+    varying = [c for c in options(table) if c not in NFE_OPTIONS and c not in RECORD_ONLY
+               and table[c].astype(str).nunique(dropna=False) > 1]  # fmt: skip
+
+    defaults = {f.name: f.default for f in fields(SampleConfig)}
+
+    def shown(column: str, value) -> bool:  # set, and not SampleConfig's default
+        return pd.notna(value) and value is not False and not (column in defaults and value == defaults[column])
 
     def label(row) -> str:
-        parts = [f"{c}={row[c]}" for c in varying if pd.notna(row[c]) and row[c] is not False]
+        parts = [c if row[c] is True else f"{c}={row[c]:g}" if isinstance(row[c], float) else f"{c}={row[c]}"
+                 for c in varying if shown(c, row[c])]  # fmt: skip
         return ", ".join(parts) or "baseline"
 
     return table.apply(label, axis=1) if len(table) else pd.Series([], dtype=str)

@@ -35,6 +35,7 @@ from .plots import CHARTS
 from .presets import FINDINGS, PRESETS
 from .report import write_exports
 from .stiffness_view import LOG_SIGMA, stiffness_view
+from .sweep_tab import build_sweep_tab, sweep_folder
 from .userdata import UserData, block as user_data_block, lookup, models_for
 from .requests import (
     DEFAULTS, INPUT_RANGES, INPUTS, MAX_GRID_TEXT, MAX_PROMPT, NO_CLASS, ModelLimits, available_models, choice, limits_for,
@@ -286,9 +287,11 @@ def _serving(handler: Callable[..., Iterator[tuple]], models: list[str]) -> Call
     return serving
 
 
-def build_app(*server_models: str) -> gr.Blocks:
+def build_app(*server_models: str, sweep: str | None = None) -> gr.Blocks:
     """The whole page; ``server_models`` (``load_model`` specs such as "diffusers:FOLDER") are the
-    server's own models, loaded here, once (a spec that fails raises its :class:`ParameterError`)."""
+    server's own models, loaded here, once (a spec that fails raises its :class:`ParameterError`);
+    ``sweep`` is the folder the Sweeps tab shows (default: the findings sweep shipped in ``assets/``)."""
+    sweep_dir = sweep_folder(sweep)  # a bad folder stops the server before any model loads
     models = available_models(*server_models)
     latent = any(getattr(_model(name), "latent", False) for name in server_models)  # loads each one now
     default_limits = _limits(DEFAULTS["model"])
@@ -364,6 +367,8 @@ def build_app(*server_models: str) -> gr.Blocks:
                     files = gr.File(label="downloads", file_count="multiple", elem_id="downloads")
         with gr.Tab("Learn"):
             build_learn_tab()
+        with gr.Tab("Sweeps"):
+            build_sweep_tab(sweep_dir)
 
         inputs = [c[name] for name in INPUTS] + [x_axis, colour, user]
         outputs = [status, view_a, view_b, gallery, *charts, stability, results, step, session]
