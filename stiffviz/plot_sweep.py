@@ -27,7 +27,11 @@ def add_plot_sweep_parser(commands) -> None:
 
 def run_plot_sweep(args: argparse.Namespace) -> int:
     """Draw and write the figures; print each path written."""
-    from .app.sweep_plots import plot_sweep  # lazily: Plotly is the app's dependency
+    try:
+        from .app.sweep_plots import plot_sweep  # lazily: Plotly is the app's dependency
+    except ImportError as err:
+        print(f"error: plot-sweep needs Plotly and pandas ({err}): pip install stiffviz[app,sweep]", file=sys.stderr)
+        return 2
 
     try:
         written = plot_sweep(args.dir, args.metric, args.x, args.y, args.out, png=not args.no_png)

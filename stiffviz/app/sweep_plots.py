@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.colors import qualitative
 
 from ..config import SampleConfig
 from ..errors import ParameterError
@@ -174,8 +175,10 @@ def pareto_figure(table: pd.DataFrame, metric: str) -> go.Figure:
     """``metric`` against NFE, one line per method (:func:`pareto_table`); front points ringed."""
     points = pareto_table(table, metric)
     fig = go.Figure()
-    for k, (method, mine) in enumerate(points.groupby("method", sort=False)):
-        colour = COLOURS[k % len(COLOURS)]
+    groups = list(points.groupby("method", sort=False))
+    palette = COLOURS if len(groups) <= len(COLOURS) else qualitative.Dark24  # one colour per method
+    for k, (method, mine) in enumerate(groups):
+        colour = palette[k % len(palette)]
         fig.add_trace(go.Scatter(x=mine["nfe"], y=mine[metric], mode="lines+markers", name=method,
                                  line=dict(color=colour, dash="dot"),
                                  marker=dict(size=[13 if f else 7 for f in mine["front"]], color=colour,
