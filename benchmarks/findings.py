@@ -97,10 +97,7 @@ def rows_for() -> dict[str, dict]:
 
 def spec_cells(batch: int, seed: int, steps: list[int]) -> list[dict]:
     """The cells of ``findings_sweep.yaml`` (a list of grids, their union) at this batch, seed and steps."""
-    import yaml
-
-    grids = yaml.safe_load(SPEC.read_text())
-    return [cell for grid in grids for cell in make_cells(grid, batch=batch, seed=seed, steps=steps)]
+    return make_cells(SPEC, batch=batch, seed=seed, steps=steps)
 
 
 def _same(a, b) -> bool:

@@ -144,7 +144,7 @@ def test_plot_sweep_png(tmp_path):
 def test_findings_spec_is_the_readme_grid():
     """benchmarks/findings_sweep.yaml expands to each findings row (presets.FINDINGS and the
     SteinDiff [1, 1] control) once at each of FINDINGS_STEPS, on FINDINGS_BASE's settings."""
-    from benchmarks.findings import label_of, rows_for, spec_cells
+    from benchmarks.findings import SPEC, label_of, rows_for, spec_cells
     from stiffviz.app.presets import FINDINGS_BASE, FINDINGS_STEPS
 
     cells = spec_cells(FINDINGS_BASE["batch"], FINDINGS_BASE["seed"], list(FINDINGS_STEPS))
@@ -154,3 +154,9 @@ def test_findings_spec_is_the_readme_grid():
     for cell in cells:
         label = label_of(cell, rows)
         assert all(cell[k] == v for k, v in (FINDINGS_BASE | rows[label]).items()), label
+    from stiffviz.sweep import make_cells
+
+    assert make_cells(str(SPEC)) == cells  # the spec file as stiffviz.sweep(spec=…) and the CLI read it
+    with pytest.raises(ParameterError) as err:  # a typo in one grid of a list spec is named
+        make_cells([{"steps": [4]}, {"steps": [4], "erk_giud": [1.0]}])
+    assert err.value.parameter == "erk_giud"

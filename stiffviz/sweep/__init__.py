@@ -22,12 +22,15 @@ DEFAULT_CELL = {"model": "tree"} | {k: v for k, v in asdict(SampleConfig()).item
 __all__ = ["BACKENDS", "MAX_CELLS", "cell_id", "expand_grid", "load_spec", "make_cells", "run_cell", "run_sweep", "sweep"]
 
 
-def make_cells(spec: dict | str | Path | None = None, **options: Any) -> list[dict]:
+def make_cells(spec: dict | list | str | Path | None = None, **options: Any) -> list[dict]:
     """The grid's cells, each every option's value (the defaults filled in): the spec's options,
-    then ``options`` (which win)."""
-    merged = (load_spec(spec) if spec is not None else {}) | options
-    merged = normalize(merged)
-    return [DEFAULT_CELL | cell for cell in expand_grid(merged)]
+    then ``options`` (which win). A spec that is a list of grids gives the union of their cells."""
+    loaded = load_spec(spec) if spec is not None else {}
+    grids = loaded if isinstance(loaded, list) else [loaded]
+    cells = [DEFAULT_CELL | cell for grid in grids for cell in expand_grid(normalize(grid | options))]
+    if len(cells) > MAX_CELLS:
+        raise ParameterError("grid", f"has {len(cells)} cells over {len(grids)} grids; the limit is MAX_CELLS = {MAX_CELLS}")
+    return cells
 
 
 def _backend(backend: str, ray_address: str | None) -> Callable:

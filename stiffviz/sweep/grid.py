@@ -74,9 +74,10 @@ def expand_grid(options: dict[str, list]) -> list[dict]:
     return [dict(zip(names, combo)) for combo in itertools.product(*options.values())]
 
 
-def load_spec(spec: dict | str | Path) -> dict[str, Any]:
-    """A spec: a dict of options, or a ``.yaml``/``.yml``/``.json`` file holding one. Unknown keys
-    (typos) are refused, naming the key and the closest option."""
+def load_spec(spec: dict | list | str | Path) -> dict[str, Any] | list[dict[str, Any]]:
+    """A spec: a dict of options, or a ``.yaml``/``.yml``/``.json`` file holding one; or a list of
+    such dicts, a sweep over the union of their grids (``benchmarks/findings_sweep.yaml``). Unknown
+    keys (typos) are refused, naming the key and the closest option."""
     if isinstance(spec, (str, Path)):
         path = Path(spec)
         if not path.is_file():
@@ -100,7 +101,12 @@ def load_spec(spec: dict | str | Path) -> dict[str, Any]:
             raise ParameterError("spec", f"must be a .yaml, .yml or .json file, got {str(path)!r}")
     else:
         data = spec
+    if isinstance(data, list) and data and all(isinstance(grid, dict) for grid in data):
+        for grid in data:
+            normalize(grid)  # refuse typos before anything runs
+        return [dict(grid) for grid in data]
     if not isinstance(data, dict):
-        raise ParameterError("spec", f"must be a mapping of option: value or list, got {type(data).__name__}")
+        raise ParameterError("spec", f"must be a mapping of option: value or list (or a non-empty list of such "
+                                     f"mappings), got {type(data).__name__}")  # fmt: skip
     normalize(data)  # refuse typos before anything runs
     return dict(data)
