@@ -1,9 +1,11 @@
 """The local backend: cells in worker processes on this machine.
 
 Each of ``workers`` processes sets torch's threads to ``threads_for(workers)``, so workers ×
-threads ≤ cores. Workers start from a fork server (a clean process that has imported stiffviz
-but run nothing), so they neither pay for importing torch each nor inherit a parent's thread
-pools. Ctrl-C cancels the cells not started and terminates the workers.
+threads ≤ cores. Workers are forked from this process where the platform allows it and CUDA is not
+initialised here (a fork starts in milliseconds and inherits the imports; torch resets its CPU
+thread pools in a forked child); otherwise (CUDA in use: a forked child cannot use it) they start
+from a fork server, a clean process that imported stiffviz once. Ctrl-C cancels the cells not
+started and terminates the workers.
 """
 
 from __future__ import annotations
@@ -33,7 +35,11 @@ def _init_worker(threads: int) -> None:
 
 
 def _context():
+    import torch
+
     methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and not torch.cuda.is_initialized():
+        return multiprocessing.get_context("fork")
     if "forkserver" in methods:
         ctx = multiprocessing.get_context("forkserver")
         ctx.set_forkserver_preload(["stiffviz.sweep.results", "stiffviz.sampler", "stiffviz.quality"])
