@@ -49,7 +49,7 @@ def test_threads_started_later_use_the_setting():
 def test_app_sets_the_policy_before_building(monkeypatch):
     seen = []
 
-    def build_app(*models):
+    def build_app(*models, sweep=None):
         seen.append(torch.get_num_threads())
         raise ParameterError("model", "stop here")
 
